@@ -1,0 +1,65 @@
+"""The typed configuration of one training run of a student (one trial of a search)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything a student's training reads, with defaults for what a space leaves out.
+
+    The loss of every method is ``lambda1 * CE + lambda2 * L_kd + lambda3 * L_aux``.
+    Method-specific knobs are plain fields too; a method reads only its own.
+    """
+
+    lambda1: float = 1.0
+    lambda2: float = 1.0
+    lambda3: float = 0.0
+    temperature: float = 4.0
+
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    batch_size: int = 64
+
+    branches: str = "sig"
+    heads: int = 4
+
+    # ebkd: share of the Sig teacher's temporal attention in the teacher evidence
+    beta: float = 0.5
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    @property
+    def branch_names(self) -> tuple[str, ...]:
+        return tuple(self.branches.split("+"))
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_params(cls, params: dict) -> TrialConfig:
+        """Build from a flat mapping of field names to values; an unknown key is an error."""
+        unknown = sorted(set(params) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**params)
+
+    def as_params(self) -> dict:
+        return dataclasses.asdict(self)

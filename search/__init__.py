@@ -1,0 +1,1 @@
+"""The tuning tool: command line, Optuna study, Ray workers and MLflow tracking."""

@@ -1,0 +1,329 @@
+"""The ``mmkd-search`` command: argument parsing and the verbs search, best and studies.
+
+Everything a user typed or supplied is checked here, before torch, ray, mlflow or pyts
+are imported; a mistake is one line on stderr and exit code 2, with nothing created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mmkd.data import BUNDLED
+from mmkd.methods import METHODS
+from search.presets import PRESETS
+
+PROG = "mmkd-search"
+TEACHERS = ("sig", "gaf", "pi")
+PRUNERS = ("median", "hyperband", "none")
+
+
+class UsageError(Exception):
+    """A mistake in what the user typed or supplied; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake as one line instead of usage plus message."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _method_help() -> str:
+    width = max(map(len, METHODS))
+    lines = [f"  {name:<{width}}  {info.title}" for name, info in METHODS.items()]
+    return "methods:\n" + "\n".join(lines)
+
+
+def _search_parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Tune a multi-modal knowledge-distillation method with Optuna trials run in "
+            "parallel by Ray and tracked in MLflow. Other verbs: "
+            f"'{PROG} best --method M', '{PROG} studies'."
+        ),
+        epilog=_method_help()
+        + "\n\npresets:\n"
+        + "\n".join(f"  {p.name:<6} {p.description}" for p in PRESETS.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--method", required=True, metavar="M", help="KD method (see below)")
+    parser.add_argument(
+        "--dataset",
+        default="basicmotions",
+        help=f"bundled data set: {', '.join(BUNDLED)} (default basicmotions)",
+    )
+    parser.add_argument("--preset", default="quick", choices=tuple(PRESETS))
+    parser.add_argument("--trials", type=_positive_int, help="total trials of the study")
+    parser.add_argument("--epochs", type=_positive_int, help="student epochs per trial")
+    parser.add_argument("--workers", type=_positive_int, default=2, help="parallel Ray workers")
+    parser.add_argument("--patience", type=_positive_int, help="stop after P epochs without gain")
+    parser.add_argument("--pruner", default="median", choices=PRUNERS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--teachers", default="sig,gaf,pi", help="teachers taking part (default sig,gaf,pi)"
+    )
+    parser.add_argument("--teacher-epochs", type=_positive_int)
+    parser.add_argument("--val-share", type=_share, default=0.25, help="validation share")
+    parser.add_argument("--space", metavar="FILE", help="space file replacing the method's own")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fix one parameter"
+    )
+    parser.add_argument("--study", help="study name (default: derived from the settings)")
+    parser.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI")
+    parser.add_argument("--cache-dir", default=".mmkd-cache", help="modality/teacher cache")
+    parser.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per worker")
+    parser.add_argument("--ray-address", help="join this running Ray cluster")
+    return parser
+
+
+def _best_parser() -> _Parser:
+    parser = _Parser(
+        prog=f"{PROG} best",
+        description="Print the best COMPLETE trial of a study, read from MLflow.",
+    )
+    parser.add_argument("--method", required=True, metavar="M")
+    parser.add_argument("--dataset", default="basicmotions")
+    parser.add_argument("--preset", default="quick", choices=tuple(PRESETS))
+    parser.add_argument("--teachers", default="sig,gaf,pi")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--study", help="study name (default: derived as for the search)")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--output", metavar="FILE", help="also write the result to FILE")
+    parser.add_argument("--format", default="yaml", choices=("yaml", "json"))
+    return parser
+
+
+def _studies_parser() -> _Parser:
+    parser = _Parser(prog=f"{PROG} studies", description="List studies with trial counts.")
+    parser.add_argument("--storage", default="sqlite:///optuna.db")
+    return parser
+
+
+def _check_method(name: str) -> None:
+    if name not in METHODS:
+        raise UsageError(f"--method: unknown method {name!r}; choose one of {', '.join(METHODS)}")
+
+
+def _check_dataset(name: str) -> None:
+    if name.lower() not in BUNDLED:
+        raise UsageError(
+            f"--dataset: unknown data set {name!r}; bundled: {', '.join(BUNDLED)}"
+        )
+
+
+def _check_teachers(text: str, method: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in TEACHERS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise UsageError(f"--teachers: give distinct names from {','.join(TEACHERS)}, got {text!r}")
+    missing = [t for t in METHODS[method].teachers if t not in names]
+    if missing:
+        raise UsageError(
+            f"--teachers: method {method} needs the {' and '.join(missing)} teacher(s); "
+            f"add {','.join(missing)} to --teachers"
+        )
+    return tuple(t for t in TEACHERS if t in names)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
+
+
+def _check_url(option: str, url: str) -> None:
+    """A sqlite URL's folder must exist and be writable; other schemes are passed on."""
+    if "://" not in url:
+        raise UsageError(f"{option}: {url!r} is not a URL; e.g. sqlite:///optuna.db")
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    folder = (path.parent if path.is_absolute() else Path.cwd() / path.parent).resolve()
+    if not folder.is_dir():
+        raise UsageError(f"{option}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option}: folder {folder} is not writable")
+
+
+def _default_study(method, dataset, preset, teachers, seed) -> str:
+    return f"{method}-{dataset.lower()}-{preset}-{'+'.join(teachers)}-stratified-seed{seed}"
+
+
+def _search(argv: list[str]) -> int:
+    from search.space import SpaceError, load_space
+
+    args = _search_parser().parse_args(argv)
+    _check_method(args.method)
+    _check_dataset(args.dataset)
+    teachers = _check_teachers(args.teachers, args.method)
+    _check_url("--storage", args.storage)
+    _check_url("--tracking-uri", args.tracking_uri)
+    if not os.access(Path.cwd(), os.W_OK):
+        raise UsageError(f"the working folder {Path.cwd()} is not writable; run from another")
+    preset = PRESETS[args.preset]
+    try:
+        space = load_space(args.method, args.space, preset.fixed, args.set)
+    except SpaceError as error:
+        raise UsageError(str(error)) from None
+
+    from search.runner import SearchFailed, SearchRequest, run_search
+    from search.study import StudyMismatch, absolute_sqlite_url
+
+    epochs = args.epochs or preset.epochs
+    request = SearchRequest(
+        method=args.method,
+        dataset=args.dataset.lower(),
+        space=space,
+        preset=preset,
+        trials=args.trials or preset.trials,
+        epochs=epochs,
+        workers=args.workers,
+        patience=args.patience or max(2, round(epochs * preset.patience / preset.epochs)),
+        pruner=args.pruner,
+        seed=args.seed,
+        teachers=teachers,
+        teacher_epochs=args.teacher_epochs or preset.teacher_epochs,
+        val_share=args.val_share,
+        storage_url=absolute_sqlite_url(args.storage),
+        tracking_uri=absolute_sqlite_url(args.tracking_uri),
+        study=args.study
+        or _default_study(args.method, args.dataset, args.preset, teachers, args.seed),
+        cache_dir=Path(args.cache_dir).resolve(),
+        cpus_per_trial=args.cpus_per_trial,
+        ray_address=args.ray_address,
+    )
+    try:
+        summary = run_search(request)
+    except StudyMismatch as error:
+        raise UsageError(str(error)) from None
+    except SearchFailed as error:
+        print(f"{PROG}: search failed: {error}", file=sys.stderr)
+        return 1
+
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["counts"].items())
+    print(f"done in {summary['seconds']:.0f}s: {counts}")
+    if summary["best_trial"] is not None:
+        print(
+            f"best: trial {summary['best_trial']} val {summary['best_value']:.3f}; "
+            f"'{PROG} best --method {args.method}"
+            + (f" --study {args.study}" if args.study else "")
+            + "' prints its configuration"
+        )
+    return 0
+
+
+def _best(argv: list[str]) -> int:
+    args = _best_parser().parse_args(argv)
+    _check_method(args.method)
+    _check_dataset(args.dataset)
+    teachers = _check_teachers(args.teachers, args.method)
+    _check_url("--tracking-uri", args.tracking_uri)
+    path = _sqlite_path(args.tracking_uri)
+    if path is not None and not path.exists():
+        raise UsageError(f"--tracking-uri: {path} does not exist; run a search first")
+    study = args.study or _default_study(
+        args.method, args.dataset, args.preset, teachers, args.seed
+    )
+
+    # MLflow draws a progress bar when it copies an artifact; `best` prints YAML only.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from search import tracking
+    from search.study import absolute_sqlite_url
+
+    client = MlflowClient(absolute_sqlite_url(args.tracking_uri))
+    experiment = client.get_experiment_by_name(tracking.experiment_name(args.dataset.lower()))
+    run = None
+    if experiment is not None:
+        run = tracking.best_trial_run(client, experiment.experiment_id, study)
+    if run is None:
+        raise UsageError(f"no COMPLETE trial of study {study!r} in {args.tracking_uri}")
+    summary = tracking.best_summary(client, run)
+
+    if args.format == "json":
+        text = json.dumps(summary, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(summary, sort_keys=False)
+    if args.output:
+        Path(args.output).write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+def _studies(argv: list[str]) -> int:
+    args = _studies_parser().parse_args(argv)
+    _check_url("--storage", args.storage)
+    path = _sqlite_path(args.storage)
+    if path is not None and not path.exists():
+        raise UsageError(f"--storage: {path} does not exist; run a search first")
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.study import absolute_sqlite_url
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = absolute_sqlite_url(args.storage)
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+        shown = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+        best = summary.best_trial
+        best_text = f"best {best.value:.3f} (trial {best.number})" if best else "no complete trial"
+        print(f"{summary.study_name}: {shown or 'no trials'}; {best_text}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = {"best": _best, "studies": _studies}
+    try:
+        if argv and argv[0] in verbs:
+            return verbs[argv[0]](argv[1:])
+        return _search(argv)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

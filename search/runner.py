@@ -1,0 +1,349 @@
+"""One search, driven from the command line: data, teachers, study, workers, progress.
+
+The driver does everything that must happen once and in order (data and modalities,
+the MLflow database, experiment and parent run, the Optuna study, the teachers) before
+any worker starts; the workers then only run trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class SearchFailed(RuntimeError):
+    """A search stopped by an error in its workers (not by the user's input)."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A validated search request (built by the command line, usable from Python too)."""
+
+    method: str
+    dataset: str
+    space: dict
+    preset: object
+    trials: int
+    epochs: int
+    workers: int
+    patience: int
+    pruner: str
+    seed: int
+    teachers: tuple[str, ...]
+    teacher_epochs: int
+    val_share: float
+    storage_url: str
+    tracking_uri: str
+    study: str
+    cache_dir: Path
+    cpus_per_trial: float | None
+    ray_address: str | None
+
+
+def _git_commit() -> str:
+    """The project's commit when run from a git checkout; empty otherwise."""
+    folder = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def provenance(data_hash: str) -> dict:
+    import mlflow
+    import numpy
+    import optuna
+    import ray
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "optuna": optuna.__version__,
+        "ray": ray.__version__,
+        "mlflow": mlflow.__version__,
+        "data_sha256": data_hash,
+        "git_commit": _git_commit(),
+    }
+
+
+def _start_ray(address: str | None) -> bool:
+    """Join a running Ray (``address`` or one already initialised) or start a local one.
+
+    Returns True when this call started Ray, so that the caller shuts it down again.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    options = dict(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    if address:
+        ray.init(address=address, **options)
+        return False
+    ray.init(num_cpus=os.cpu_count(), **options)
+    return True
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+class Progress:
+    """Prints one line per finished trial, with the best value so far."""
+
+    def __init__(self, study, budget: int):
+        self.study = study
+        self.budget = budget
+        self.seen: set[int] = set()
+        self.best: tuple[float, int] | None = None
+        self.done = 0
+
+    def poll(self) -> None:
+        from optuna.trial import TrialState
+
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        trials = self.study.get_trials(deepcopy=False, states=finished)
+        for trial in sorted(trials, key=lambda t: t.number):
+            if trial.number in self.seen:
+                continue
+            self.seen.add(trial.number)
+            self.done += trial.state != TrialState.FAIL
+            if trial.state == TrialState.COMPLETE and (
+                self.best is None or trial.value > self.best[0]
+            ):
+                self.best = (trial.value, trial.number)
+            value = "" if trial.value is None else f"val {trial.value:.3f}"
+            if trial.state == TrialState.FAIL:
+                value = "failed; retried"
+            best = "-" if self.best is None else f"{self.best[0]:.3f} (trial {self.best[1]})"
+            _print(
+                f"[{self.done:>3}/{self.budget}] trial {trial.number:>3} {trial.state.name:<8} "
+                f"{value:<16} best {best}"
+            )
+
+
+def _teacher_specs(request: SearchRequest, data_hash: str, split_key: str, image_key: str):
+    from mmkd.teachers import TeacherSpec
+
+    preset = request.preset
+    return {
+        modality: TeacherSpec(
+            modality=modality,
+            dataset=f"{request.dataset}:{data_hash}",
+            split=split_key,
+            depth=preset.teacher_depth,
+            width=preset.teacher_width,
+            epochs=request.teacher_epochs,
+            seed=request.seed,
+            image_settings="" if modality == "sig" else image_key,
+            schedule="step" if preset.name == "paper" else "cosine",
+        )
+        for modality in request.teachers
+    }
+
+
+def _prepare_teachers(request, specs, arrays, labels, split, num_classes, client, experiment_id,
+                      parent_run_id) -> dict:
+    """Load cached teachers; train the missing ones in parallel Ray tasks and log them."""
+    import ray
+
+    from mmkd.teachers import load_teacher_record, save_teacher, teacher_path
+    from search import tracking
+    from search.workers import train_teacher_task
+
+    records, pending = {}, {}
+    for modality, spec in specs.items():
+        record = load_teacher_record(teacher_path(request.cache_dir, spec))
+        if record is not None:
+            records[modality] = record
+            continue
+        pending[modality] = train_teacher_task.remote(
+            spec, arrays[modality], labels, split, num_classes
+        )
+    if pending:
+        _print(f"training teachers: {', '.join(pending)} ({request.teacher_epochs} epochs each)")
+    for modality, reference in pending.items():
+        record = ray.get(reference)
+        path = teacher_path(request.cache_dir, specs[modality])
+        save_teacher(record, path)
+        records[modality] = record
+        run_id = tracking.start_child_run(
+            client,
+            experiment_id,
+            parent_run_id,
+            f"teacher-{modality}",
+            {"kind": "teacher", "modality": modality, "study": request.study},
+        )
+        summary = {k: record[k] for k in ("best_val_acc", "test_acc")}
+        tracking.log_trial_result(client, run_id, record["spec"], [], summary, {})
+        tracking.log_file_artifact(client, run_id, path)
+        client.set_terminated(run_id, status="FINISHED")
+    for modality, record in records.items():
+        _print(
+            f"teacher {modality:<3}: val {record['best_val_acc']:.3f}  test {record['test_acc']:.3f}"
+        )
+    return records
+
+
+def run_search(request: SearchRequest) -> dict:
+    """Run (or resume) one search; returns a summary of the study at the end."""
+    import numpy as np
+    import optuna
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from mmkd.data import load_dataset, stratified_split
+    from mmkd.modalities import ModalitySettings, compute_modalities
+    from search import tracking
+    from search.study import counted_trials, open_study
+    from search.workers import BudgetCounter, TrialContext, search_worker
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    started = time.perf_counter()
+
+    dataset = load_dataset(request.dataset)
+    split = stratified_split(dataset, seed=request.seed, val_share=request.val_share)
+    settings = ModalitySettings(image_size=request.preset.image_size)
+    modalities = tuple(dict.fromkeys(("sig", *request.teachers, "gaf")))
+    arrays = compute_modalities(dataset.X, split.train, settings, request.cache_dir, modalities)
+    data_hash = dataset.fingerprint()
+    _print(
+        f"{dataset.name}: {len(split.train)} train / {len(split.val)} val / "
+        f"{len(split.test)} test windows, {dataset.num_classes} classes "
+        f"({time.perf_counter() - started:.1f}s)"
+    )
+
+    identity = {
+        "method": request.method,
+        "dataset": request.dataset,
+        "preset": request.preset.name,
+        "teachers": ",".join(request.teachers),
+        "seed": request.seed,
+        "epochs": request.epochs,
+        "data_sha256": data_hash,
+    }
+    study = open_study(request.storage_url, request.study, identity, request.space)
+
+    client = MlflowClient(request.tracking_uri)
+    artifact_root = Path.cwd() / "mlruns"
+    experiment_id = tracking.ensure_experiment(client, request.dataset, artifact_root)
+    parent_params = {**identity, "space": study.user_attrs["space"], "pruner": request.pruner}
+    parent_run_id = tracking.open_parent_run(
+        client, experiment_id, request.study, parent_params, provenance(data_hash)
+    )
+
+    started_ray = _start_ray(request.ray_address)
+    outcome = "FINISHED"
+    try:
+        split_key = f"{request.seed}:{request.val_share}"
+        specs = _teacher_specs(request, data_hash, split_key, settings.key())
+        labels = dataset.y
+        records = _prepare_teachers(
+            request, specs, arrays, labels, split, dataset.num_classes, client, experiment_id,
+            parent_run_id,
+        )
+
+        taken = counted_trials(study)
+        if taken >= request.trials:
+            _print(f"study {request.study} already has {taken} trials; nothing to run")
+        else:
+            cpus = request.cpus_per_trial or max(
+                0.25, ray.cluster_resources().get("CPU", 1) / request.workers
+            )
+            context = TrialContext(
+                method=request.method,
+                dataset=request.dataset,
+                study=request.study,
+                storage_url=request.storage_url,
+                tracking_uri=request.tracking_uri,
+                experiment_id=experiment_id,
+                parent_run_id=parent_run_id,
+                space=request.space,
+                teachers=request.teachers,
+                epochs=request.epochs,
+                patience=request.patience,
+                pruner=request.pruner,
+                seed=request.seed,
+                num_classes=dataset.num_classes,
+                in_channels=dataset.in_channels,
+                student_depth=request.preset.student_depth,
+                student_width=request.preset.student_width,
+                image_depth=request.preset.image_depth,
+                threads=max(1, int(cpus)),
+            )
+            _print(
+                f"study {request.study}: {taken} of {request.trials} trials done; "
+                f"{request.workers} workers x {cpus:g} CPU"
+            )
+            counter = BudgetCounter.remote(request.trials, taken)
+            arrays_ref = ray.put({name: np.asarray(a) for name, a in arrays.items()})
+            records_ref = ray.put(records)
+            labels_ref = ray.put(labels)
+            tasks = [
+                search_worker.options(num_cpus=cpus).remote(
+                    worker, context, arrays_ref, labels_ref, split, records_ref, counter
+                )
+                for worker in range(request.workers)
+            ]
+            progress = Progress(study, request.trials)
+            try:
+                remaining = list(tasks)
+                while remaining:
+                    ready, remaining = ray.wait(remaining, timeout=1.0)
+                    try:
+                        ray.get(ready)
+                    except ray.exceptions.RayTaskError as error:
+                        raise SearchFailed(str(error.cause)) from error
+                    progress.poll()
+                progress.poll()
+            except BaseException:
+                for task in tasks:
+                    ray.cancel(task, force=True)
+                raise
+    except KeyboardInterrupt:
+        outcome = "KILLED"
+        raise
+    except BaseException:
+        outcome = "FAILED"
+        raise
+    finally:
+        client.set_terminated(parent_run_id, status=outcome)
+        if started_ray:
+            ray.shutdown()
+
+    return summarise(study, time.perf_counter() - started)
+
+
+def summarise(study, seconds: float) -> dict:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    return {
+        "study": study.study_name,
+        "counts": {name: n for name, n in counts.items() if n},
+        "best_trial": None if best is None else best.number,
+        "best_value": None if best is None else best.value,
+        "best_params": None if best is None else best.params,
+        "seconds": seconds,
+    }

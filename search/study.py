@@ -1,0 +1,112 @@
+"""The Optuna side of a search: storage, study identity and resume checks, sampler, pruner."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from search.space import describe_difference, space_json
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 30
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StudyMismatch(ValueError):
+    """An existing study was started with settings that differ from this command's."""
+
+
+def absolute_sqlite_url(url: str, folder: Path | None = None) -> str:
+    """Resolve a relative ``sqlite:///file`` URL against ``folder`` (default: the cwd).
+
+    Every process resolves a relative sqlite path against its own working folder, and a
+    Ray worker's is not the driver's; so the driver hands workers absolute URLs only.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    path = url[len(prefix) :]
+    if path.startswith("/") or path == ":memory:" or not path:
+        return url
+    return prefix + str(((folder or Path.cwd()) / path).resolve())
+
+
+def make_storage(url: str) -> RDBStorage:
+    """RDB storage with a heartbeat: a trial whose process died is failed and queued again."""
+    return RDBStorage(
+        url,
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+    )
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """ESKD-style pruning: trials report their best-so-far validation accuracy each epoch.
+
+    ``median`` (default): stop a trial whose best-so-far is below the median of earlier
+    trials at the same epoch, after 3 finished trials and a quarter of the epochs.
+    ``hyperband``: successive halving over epochs. ``none``: never prune.
+    """
+    if name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=3, n_warmup_steps=max(1, epochs // 4), interval_steps=1
+        )
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(storage_url: str, name: str, identity: dict, space: dict) -> optuna.Study:
+    """Create the study, or resume it after checking that it was started the same way.
+
+    ``identity`` holds what may not change on resume (method, dataset, preset, epochs, ...);
+    it and the space are stored as study attributes. Raises `StudyMismatch` naming the
+    first difference.
+    """
+    storage = make_storage(storage_url)
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="maximize", load_if_exists=True
+    )
+    attrs = study.user_attrs
+    if "space" not in attrs:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("space", space_json(space))
+        return study
+
+    for key, value in identity.items():
+        if key in attrs and attrs[key] != value:
+            raise StudyMismatch(
+                f"study {name!r} was started with {key}={attrs[key]}, this command has "
+                f"{key}={value}; keep {key} or pass --study NEW_NAME for a new study"
+            )
+    difference = describe_difference(json.loads(attrs["space"]), json.loads(space_json(space)))
+    if difference:
+        raise StudyMismatch(
+            f"study {name!r} was started with another space: {difference}; restore it or "
+            "pass --study NEW_NAME for a new study"
+        )
+    return study
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that use up budget: finished (COMPLETE, PRUNED) and RUNNING ones."""
+    states = (*FINISHED, TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def sampler_seed(base_seed: int, worker: int, trials_so_far: int) -> int:
+    """A seed per worker and resume, so that no two samplers propose the same sequence."""
+    return (base_seed * 1_000_003 + worker * 7_919 + trials_so_far * 104_729) % (2**31 - 1)
+
+
+def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)

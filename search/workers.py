@@ -1,0 +1,299 @@
+"""Ray workers: the budget counter, teacher training tasks and trial-running tasks.
+
+Each search worker is one long-lived Ray task that runs trials one after another with
+``study.optimize`` on the shared storage. Before each trial it claims a slot from the
+`BudgetCounter` actor, so the study's total never exceeds ``--trials`` however many workers
+ask at once. Data arrays and teacher weights arrive through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import ray
+
+logger = logging.getLogger(__name__)
+
+# Consecutive failed trials after which a worker gives up (a bug, not bad luck).
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+@ray.remote(num_cpus=0)
+class BudgetCounter:
+    """Holds how many trial slots are taken; one claim per trial, atomic by construction."""
+
+    def __init__(self, budget: int, taken: int):
+        self.budget = budget
+        self.taken = taken
+
+    def claim(self) -> bool:
+        if self.taken >= self.budget:
+            return False
+        self.taken += 1
+        return True
+
+    def release(self) -> None:
+        """Give back the slot of a trial that failed; a failed trial does not count."""
+        self.taken -= 1
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one search shares; sent once to each worker."""
+
+    method: str
+    dataset: str
+    study: str
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    space: dict
+    teachers: tuple[str, ...]
+    epochs: int
+    patience: int
+    pruner: str
+    seed: int
+    num_classes: int
+    in_channels: int
+    student_depth: int
+    student_width: int
+    image_depth: int
+    threads: int
+
+
+def _as_tensors(arrays: dict) -> dict:
+    """Wrap shared read-only arrays as tensors without copying them."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return {name: torch.from_numpy(np.asarray(array)) for name, array in arrays.items()}
+
+
+@ray.remote(num_cpus=1)
+def train_teacher_task(spec, windows, labels, split, num_classes: int, threads: int = 1):
+    """Train one teacher in its own process; returns the record to cache."""
+    import torch
+
+    from mmkd.teachers import train_teacher
+
+    torch.set_num_threads(threads)
+    tensors = _as_tensors({"windows": windows, "labels": labels})
+    return train_teacher(spec, tensors["windows"], tensors["labels"].long(), split, num_classes)
+
+
+class TrialRunner:
+    """Runs trials inside one worker; teacher outputs are computed once and reused."""
+
+    def __init__(self, context: TrialContext, arrays: dict, labels, split, teacher_records):
+        import torch
+        from mlflow.tracking import MlflowClient
+
+        self.context = context
+        self.inputs = _as_tensors(arrays)
+        self.labels = torch.from_numpy(np.asarray(labels)).long()
+        self.split = split
+        self.teacher_records = teacher_records
+        self.client = MlflowClient(context.tracking_uri)
+        self._teacher_outputs: dict | None = None
+
+    def teacher_outputs(self) -> dict:
+        from mmkd.teachers import build_from_record, teacher_outputs
+
+        if self._teacher_outputs is None:
+            train = self.split.train
+            self._teacher_outputs = {
+                name: teacher_outputs(
+                    build_from_record(self.teacher_records[name]),
+                    self.inputs[name][train].float(),
+                )
+                for name in self.context.teachers
+            }
+        return self._teacher_outputs
+
+    def objective(self, trial) -> float:
+        """One trial: config -> student + method -> fit() -> MLflow run -> value."""
+        import optuna
+        import torch
+
+        from mmkd.config import TrialConfig
+        from mmkd.methods import build_method
+        from mmkd.nets import Student
+        from mmkd.train import STOP, fit
+        from search import tracking
+        from search.space import suggest
+
+        ctx = self.context
+        params = suggest(trial, ctx.space)
+        config = TrialConfig.from_params(params)
+        run_id = tracking.start_child_run(
+            self.client,
+            ctx.experiment_id,
+            ctx.parent_run_id,
+            f"trial-{trial.number}",
+            {
+                "kind": "trial",
+                "study": ctx.study,
+                "method": ctx.method,
+                "dataset": ctx.dataset,
+                "trial_number": trial.number,
+                "state": "RUNNING",
+            },
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+        started = time.perf_counter()
+
+        try:
+            torch.manual_seed(ctx.seed + trial.number)
+            method = build_method(ctx.method, config, ctx.teachers)
+            student = Student(
+                ctx.in_channels,
+                ctx.num_classes,
+                branches=config.branch_names,
+                depth=ctx.student_depth,
+                width=ctx.student_width,
+                image_depth=ctx.image_depth,
+                fusion=method.fusion,
+                heads=config.heads,
+            )
+            targets = {}
+            if method.uses_teachers:
+                labels = self.labels[self.split.train]
+                targets = method.teacher_targets(self.teacher_outputs(), labels)
+
+            def report(epoch_report):
+                trial.report(epoch_report.best_val_acc, epoch_report.epoch)
+                return STOP if trial.should_prune() else None
+
+            result = fit(
+                student,
+                method,
+                self.inputs,
+                self.labels,
+                self.split,
+                config,
+                ctx.epochs,
+                targets=targets,
+                patience=ctx.patience,
+                callback=report,
+                seed=ctx.seed + trial.number,
+            )
+        except Exception as error:
+            self.client.set_tag(run_id, "state", "FAIL")
+            self.client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:500])
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+
+        if result.stop_reason == "nonfinite":
+            state, reason = "PRUNED", "loss became NaN or infinite"
+        elif result.stop_reason == "callback":
+            state, reason = "PRUNED", "pruned: best-so-far validation accuracy behind"
+        else:
+            state, reason = "COMPLETE", f"stopped after {result.stop_reason}"
+        trial.set_user_attr("stop_reason", reason)
+        trial.set_user_attr("test_acc", result.test_acc)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+
+        searched = {key: params[key] for key in trial.params}
+        tracking.log_trial_result(
+            self.client,
+            run_id,
+            params,
+            result.history,
+            {
+                "best_val_acc": result.best_val_acc,
+                "test_acc": result.test_acc,
+                "best_epoch": float(result.best_epoch),
+                "epochs_run": float(result.epochs_run),
+                "seconds": time.perf_counter() - started,
+            },
+            {"state": state, "stop_reason": reason, "searched_params": json.dumps(searched)},
+        )
+        self._log_artifacts(run_id, config, result.state)
+        self.client.set_terminated(run_id, status="FINISHED")
+
+        if state == "PRUNED":
+            raise optuna.TrialPruned(reason)
+        return result.best_val_acc
+
+    def _log_artifacts(self, run_id: str, config, state: dict | None) -> None:
+        import torch
+        import yaml
+
+        from search import tracking
+
+        with tempfile.TemporaryDirectory() as folder:
+            config_path = Path(folder) / "config.yaml"
+            config_path.write_text(yaml.safe_dump(config.as_params(), sort_keys=True))
+            tracking.log_file_artifact(self.client, run_id, config_path)
+            if state is not None:
+                checkpoint = Path(folder) / "checkpoint.pt"
+                torch.save(state, checkpoint)
+                tracking.log_file_artifact(self.client, run_id, checkpoint)
+
+
+@ray.remote
+def search_worker(
+    worker: int, context: TrialContext, arrays: dict, labels, split, teacher_records, counter
+) -> dict:
+    """Run trials until the budget is used up; returns counts of what this worker ran."""
+    import optuna
+    import torch
+
+    from search.study import make_pruner, make_sampler, make_storage, sampler_seed
+
+    torch.set_num_threads(context.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    storage = make_storage(context.storage_url)
+    probe = optuna.load_study(study_name=context.study, storage=storage)
+    seed = sampler_seed(context.seed, worker, len(probe.get_trials(deepcopy=False)))
+    study = optuna.load_study(
+        study_name=context.study,
+        storage=storage,
+        sampler=make_sampler(seed),
+        pruner=make_pruner(context.pruner, context.epochs),
+    )
+    runner = TrialRunner(context, arrays, labels, split, teacher_records)
+
+    ran, failed, consecutive_failures = 0, 0, 0
+    while ray.get(counter.claim.remote()):
+        outcome = {"state": "FAIL", "error": "the trial did not start"}
+
+        def objective(trial):
+            try:
+                value = runner.objective(trial)
+            except optuna.TrialPruned:
+                outcome["state"] = "PRUNED"
+                raise
+            except Exception as error:
+                outcome["error"] = "".join(traceback.format_exception_only(error)).strip()
+                raise
+            outcome["state"] = "COMPLETE"
+            return value
+
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+        if outcome["state"] != "FAIL":
+            ran += 1
+            consecutive_failures = 0
+            continue
+
+        failed += 1
+        consecutive_failures += 1
+        counter.release.remote()
+        if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            raise RuntimeError(
+                f"{consecutive_failures} trials failed in a row; last error: {outcome['error']}"
+            )
+    return {"worker": worker, "pid": os.getpid(), "ran": ran, "failed": failed}
