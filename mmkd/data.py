@@ -124,7 +124,8 @@ def _stratified_pick(labels: np.ndarray, share: float, rng: np.random.Generator)
         count = max(1, int(round(share * len(members))))
         if count >= len(members):
             raise DataError(
-                f"class {label} has {len(members)} windows; too few to split off a share of {share}"
+                f"class {label} has {len(members)} windows; "
+                f"too few to split off a share of {share}"
             )
         picked.append(rng.permutation(members)[:count])
     return np.sort(np.concatenate(picked))

@@ -156,7 +156,11 @@ def build_from_record(record: dict, snapshot: str | None = None) -> nn.Module:
     """A frozen teacher network from a record; ``snapshot`` picks an early epoch's weights."""
     spec = record["spec"]
     net = build_teacher(
-        spec["modality"], record["in_channels"], record["num_classes"], spec["depth"], spec["width"]
+        spec["modality"],
+        record["in_channels"],
+        record["num_classes"],
+        spec["depth"],
+        spec["width"],
     )
     state = record["state"] if snapshot is None else record["snapshots"][snapshot]
     net.load_state_dict(state)

@@ -163,13 +163,13 @@ def fit(
             progress = (epoch - 1 + start / len(order)) / epochs
             output = model(_batch(inputs, index))
             loss, parts = loss_fn(output, batch_targets, labels[index], progress)
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(loss.item()):
                 stop_reason = "nonfinite"
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(index)
+            total += loss.item() * len(index)
             count += len(index)
             for name, value in parts.items():
                 parts_sum[name] = parts_sum.get(name, 0.0) + value * len(index)

@@ -139,16 +139,16 @@ def _check_method(name: str) -> None:
 
 def _check_dataset(name: str) -> None:
     if name.lower() not in BUNDLED:
-        raise UsageError(
-            f"--dataset: unknown data set {name!r}; bundled: {', '.join(BUNDLED)}"
-        )
+        raise UsageError(f"--dataset: unknown data set {name!r}; bundled: {', '.join(BUNDLED)}")
 
 
 def _check_teachers(text: str, method: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [n for n in names if n not in TEACHERS]
     if not names or unknown or len(set(names)) != len(names):
-        raise UsageError(f"--teachers: give distinct names from {','.join(TEACHERS)}, got {text!r}")
+        raise UsageError(
+            f"--teachers: give distinct names from {','.join(TEACHERS)}, got {text!r}"
+        )
     missing = [t for t in METHODS[method].teachers if t not in names]
     if missing:
         raise UsageError(

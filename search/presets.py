@@ -17,6 +17,7 @@ class Preset:
     teacher_depth: int
     teacher_width: int
     teacher_epochs: int
+    teacher_batch_size: int
     student_depth: int
     student_width: int
     image_depth: int
@@ -33,7 +34,8 @@ PRESETS: dict[str, Preset] = {
         image_size=32,
         teacher_depth=16,
         teacher_width=1,
-        teacher_epochs=30,
+        teacher_epochs=40,
+        teacher_batch_size=16,
         student_depth=16,
         student_width=1,
         image_depth=10,
@@ -48,6 +50,7 @@ PRESETS: dict[str, Preset] = {
         teacher_depth=16,
         teacher_width=3,
         teacher_epochs=200,
+        teacher_batch_size=64,
         student_depth=16,
         student_width=1,
         image_depth=16,

@@ -150,6 +150,7 @@ def _teacher_specs(request: SearchRequest, data_hash: str, split_key: str, image
             depth=preset.teacher_depth,
             width=preset.teacher_width,
             epochs=request.teacher_epochs,
+            batch_size=preset.teacher_batch_size,
             seed=request.seed,
             image_settings="" if modality == "sig" else image_key,
             schedule="step" if preset.name == "paper" else "cosine",
@@ -158,8 +159,9 @@ def _teacher_specs(request: SearchRequest, data_hash: str, split_key: str, image
     }
 
 
-def _prepare_teachers(request, specs, arrays, labels, split, num_classes, client, experiment_id,
-                      parent_run_id) -> dict:
+def _prepare_teachers(
+    request, specs, arrays, labels, split, num_classes, client, experiment_id, parent_run_id
+) -> dict:
     """Load cached teachers; train the missing ones in parallel Ray tasks and log them."""
     import ray
 
@@ -195,9 +197,8 @@ def _prepare_teachers(request, specs, arrays, labels, split, num_classes, client
         tracking.log_file_artifact(client, run_id, path)
         client.set_terminated(run_id, status="FINISHED")
     for modality, record in records.items():
-        _print(
-            f"teacher {modality:<3}: val {record['best_val_acc']:.3f}  test {record['test_acc']:.3f}"
-        )
+        val, test = record["best_val_acc"], record["test_acc"]
+        _print(f"teacher {modality:<3}: val {val:.3f}  test {test:.3f}")
     return records
 
 
@@ -257,7 +258,14 @@ def run_search(request: SearchRequest) -> dict:
         specs = _teacher_specs(request, data_hash, split_key, settings.key())
         labels = dataset.y
         records = _prepare_teachers(
-            request, specs, arrays, labels, split, dataset.num_classes, client, experiment_id,
+            request,
+            specs,
+            arrays,
+            labels,
+            split,
+            dataset.num_classes,
+            client,
+            experiment_id,
             parent_run_id,
         )
 

@@ -157,8 +157,8 @@ def _check_entry(source: str, key: str, entry) -> dict:
         raise SpaceError(f"{source}: {key}: a log range needs low > 0, got {low}")
     step = entry.get("step")
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
-            raise SpaceError(f"{source}: {key}: step must be a positive number")
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < math.inf:
+            raise SpaceError(f"{source}: {key}: step must be a positive finite number")
         if kind == "int" and float(step) != int(step):
             raise SpaceError(f"{source}: {key}: step must be a whole number for type int")
         if log:

@@ -51,9 +51,7 @@ def open_parent_run(
     Params are logged only when the run is created (MLflow refuses a param's new value);
     tags such as provenance are refreshed on every start.
     """
-    existing = _find_run(
-        client, experiment_id, f"tags.kind = 'search' and tags.study = '{study}'"
-    )
+    existing = _find_run(client, experiment_id, f"tags.kind = 'search' and tags.study = '{study}'")
     if existing is not None:
         run_id = existing.info.run_id
         client.update_run(run_id, status="RUNNING")

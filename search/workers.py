@@ -267,22 +267,24 @@ def search_worker(
     )
     runner = TrialRunner(context, arrays, labels, split, teacher_records)
 
+    outcome: dict = {}
+
+    def objective(trial):
+        try:
+            value = runner.objective(trial)
+        except optuna.TrialPruned:
+            outcome["state"] = "PRUNED"
+            raise
+        except Exception as error:
+            outcome["error"] = "".join(traceback.format_exception_only(error)).strip()
+            raise
+        outcome["state"] = "COMPLETE"
+        return value
+
     ran, failed, consecutive_failures = 0, 0, 0
     while ray.get(counter.claim.remote()):
-        outcome = {"state": "FAIL", "error": "the trial did not start"}
-
-        def objective(trial):
-            try:
-                value = runner.objective(trial)
-            except optuna.TrialPruned:
-                outcome["state"] = "PRUNED"
-                raise
-            except Exception as error:
-                outcome["error"] = "".join(traceback.format_exception_only(error)).strip()
-                raise
-            outcome["state"] = "COMPLETE"
-            return value
-
+        outcome.clear()
+        outcome.update(state="FAIL", error="the trial did not start")
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
         if outcome["state"] != "FAIL":
             ran += 1

@@ -23,7 +23,7 @@ def _teacher(logits, feature_map, weight):
 
 @pytest.fixture
 def teacher_outputs():
-    # Sig teacher: feature map (1 window, 2 channels, 4 steps); attention = sum_c A^2 = [2, 1, 2, 4].
+    # Sig teacher: feature map (1 window, 2 channels, 4 steps); sum_c A^2 = [2, 1, 2, 4].
     sig_map = torch.tensor([[[1.0, 0.0, 1.0, 2.0], [1.0, 1.0, 1.0, 0.0]]])
     # GAF teacher: one channel, 2x2 map; class 0 weight 2 -> CAM = ReLU(2F) = [[2, 4], [6, 0]].
     gaf_map = torch.tensor([[[[1.0, 2.0], [3.0, -4.0]]]])

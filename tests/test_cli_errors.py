@@ -1,0 +1,122 @@
+"""Mistakes on the command line: one line on stderr, exit code 2, nothing created.
+
+All but the last two tests call `main` in-process, so they cost no interpreter start.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mmkd.methods import METHODS
+from search.cli import main
+
+BAD_SPACES = {
+    "bad.yaml": "lr: {type: float, low: 0.01\n",
+    "unknown.yaml": "lamda3: 1.0\n",
+}
+
+# Each case: the arguments, and the words the error line must contain (the option or file).
+CASES = {
+    "unknown method": (["--method", "nosuch"], ["--method", "nosuch"]),
+    "missing method": ([], ["--method"]),
+    "unknown dataset": (["--method", "ebkd", "--dataset", "nosuch"], ["--dataset", "nosuch"]),
+    "zero trials": (["--method", "ebkd", "--trials", "0"], ["--trials"]),
+    "zero workers": (["--method", "ebkd", "--workers", "0"], ["--workers"]),
+    "negative epochs": (["--method", "ebkd", "--epochs", "-1"], ["--epochs"]),
+    "fractional trials": (["--method", "ebkd", "--trials", "2.5"], ["--trials"]),
+    "validation share above 1": (["--method", "ebkd", "--val-share", "1.5"], ["--val-share"]),
+    "unknown preset": (["--method", "ebkd", "--preset", "huge"], ["--preset"]),
+    "missing space file": (
+        ["--method", "ebkd", "--space", "missing.yaml"],
+        ["missing.yaml", "cannot read"],
+    ),
+    "invalid space YAML": (["--method", "ebkd", "--space", "bad.yaml"], ["bad.yaml", "YAML"]),
+    "unknown space key": (
+        ["--method", "ebkd", "--space", "unknown.yaml"],
+        ["unknown.yaml", "lamda3"],
+    ),
+    "set without a value": (["--method", "ebkd", "--set", "lr"], ["--set", "lr"]),
+    "set of a zero temperature": (
+        ["--method", "ebkd", "--set", "temperature=0"],
+        ["--set", "temperature"],
+    ),
+    "set of a parameter the method lacks": (
+        ["--method", "student", "--set", "beta=0.5"],
+        ["--set", "beta"],
+    ),
+    "unknown teacher": (["--method", "ebkd", "--teachers", "sig,gaf,foo"], ["--teachers"]),
+    "teachers the method cannot do without": (
+        ["--method", "ebkd", "--teachers", "pi"],
+        ["--teachers", "sig", "gaf"],
+    ),
+    "storage not a URL": (["--method", "ebkd", "--storage", "not-a-url"], ["--storage"]),
+    "storage in a missing folder": (
+        ["--method", "ebkd", "--storage", "sqlite:////nonexistent/dir/x.db"],
+        ["--storage", "/nonexistent/dir"],
+    ),
+    "tracking URI not a URL": (
+        ["--method", "ebkd", "--tracking-uri", "mlflow.db"],
+        ["--tracking-uri"],
+    ),
+    "best before any search": (["best", "--method", "ebkd"], ["--tracking-uri", "mlflow.db"]),
+    "best of an unknown method": (["best", "--method", "nosuch"], ["--method"]),
+    "studies before any search": (["studies"], ["--storage", "optuna.db"]),
+}
+
+
+@pytest.mark.parametrize("argv, words", CASES.values(), ids=CASES.keys())
+def test_mistake_is_one_error_line_and_creates_nothing(tmp_path, monkeypatch, capsys, argv, words):
+    monkeypatch.chdir(tmp_path)
+    for name, text in BAD_SPACES.items():
+        (tmp_path / name).write_text(text)
+
+    code = main(argv)
+
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert code == 2
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("mmkd-search: error:")
+    for word in words:
+        assert word in lines[0]
+    for name in ("optuna.db", "mlflow.db", "mlruns", ".mmkd-cache"):
+        assert not (tmp_path / name).exists(), name
+    assert sorted(os.listdir(tmp_path)) == sorted(BAD_SPACES)
+
+
+def test_help_lists_every_method(tmp_path):
+    executable = shutil.which("mmkd-search")
+    assert executable, "the mmkd-search console script is not installed (pip install -e .)"
+
+    result = subprocess.run(
+        [executable, "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    for name in METHODS:
+        assert re.search(rf"^\s+{re.escape(name)}\s", result.stdout, re.MULTILINE), name
+    assert os.listdir(tmp_path) == []
+
+
+def test_help_and_argument_checks_import_nothing_heavy(tmp_path):
+    code = (
+        "import contextlib, io, sys\n"
+        "import search.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    search.cli.main(['--help'])\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    assert search.cli.main(['--method', 'ebkd', '--set', 'temperature=0']) == 2\n"
+        "heavy = ('torch', 'ray', 'mlflow', 'optuna', 'pyts')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
