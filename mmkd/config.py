@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
+AVER_MODES = ("logits", "kd")
+SNAPSHOTS = (0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,20 @@ class TrialConfig:
     # ebkd: share of the Sig teacher's temporal attention in the teacher evidence
     beta: float = 0.5
 
+    # aver: "logits" = KD towards the mean logits; "kd" = mean of per-teacher KD terms
+    aver_mode: str = "logits"
+
+    # eskd: which teacher weights, as a share of the teachers' epochs (1.0 = best checkpoint)
+    snapshot: float = 1.0
+
+    # pckd: stage 1 covers the first p1 of the epochs, stage 2 the next r * (1 - p1);
+    # w1-w3 weigh each stage's feature term
+    p1: float = 0.3
+    r: float = 0.5
+    w1: float = 1.0
+    w2: float = 1.0
+    w3: float = 1.0
+
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
@@ -42,6 +58,12 @@ class TrialConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.aver_mode not in AVER_MODES:
+            raise ValueError(f"aver_mode must be one of {', '.join(AVER_MODES)}")
+        if self.snapshot not in SNAPSHOTS:
+            raise ValueError(f"snapshot must be one of {', '.join(map(str, SNAPSHOTS))}")
+        if not (0.0 <= self.p1 < 1.0 and 0.0 <= self.r < 1.0):
+            raise ValueError("p1 and r must lie in [0, 1)")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 

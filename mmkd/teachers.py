@@ -51,7 +51,12 @@ class TeacherSpec:
         return f"{self.modality}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
     def snapshot_epochs(self) -> tuple[int, ...]:
-        return tuple(sorted({max(1, round(f * self.epochs)) for f in SNAPSHOT_FRACTIONS}))
+        return tuple(sorted({snapshot_epoch(self.epochs, f) for f in SNAPSHOT_FRACTIONS}))
+
+
+def snapshot_epoch(epochs: int, fraction: float) -> int:
+    """The (1-based) epoch whose weights stand for ``fraction`` of a teacher's training."""
+    return max(1, round(fraction * epochs))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from mmkd.config import TrialConfig
+from mmkd.config import AVER_MODES, OPTIMIZERS, SCHEDULES, TrialConfig
 from mmkd.methods import METHODS
 
 SHARED_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size")
@@ -33,9 +33,10 @@ BRANCH_SETS = ("sig", "sig+gaf", "sig+pi", "sig+gaf+pi")
 
 _FIELD_TYPES = {f.name: f.type for f in fields(TrialConfig)}
 _ALLOWED_STRINGS = {
-    "optimizer": ("sgd", "adam", "adamw"),
-    "schedule": ("cosine", "step", "constant"),
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
     "branches": BRANCH_SETS,
+    "aver_mode": AVER_MODES,
 }
 
 

@@ -105,21 +105,22 @@ class TrialRunner:
         self.split = split
         self.teacher_records = teacher_records
         self.client = MlflowClient(context.tracking_uri)
-        self._teacher_outputs: dict | None = None
+        self._teacher_outputs: dict[float, dict] = {}
 
-    def teacher_outputs(self) -> dict:
+    def teacher_outputs(self, snapshot: float) -> dict:
+        """Every teacher's outputs on the training windows, once per snapshot and worker."""
         from mmkd.teachers import build_from_record, teacher_outputs
 
-        if self._teacher_outputs is None:
+        if snapshot not in self._teacher_outputs:
             train = self.split.train
-            self._teacher_outputs = {
+            self._teacher_outputs[snapshot] = {
                 name: teacher_outputs(
-                    build_from_record(self.teacher_records[name]),
+                    build_from_record(self.teacher_records[name], snapshot),
                     self.inputs[name][train].float(),
                 )
                 for name in self.context.teachers
             }
-        return self._teacher_outputs
+        return self._teacher_outputs[snapshot]
 
     def objective(self, trial) -> float:
         """One trial: config -> student + method -> fit() -> MLflow run -> value."""
@@ -127,7 +128,7 @@ class TrialRunner:
         import torch
 
         from mmkd.config import TrialConfig
-        from mmkd.methods import build_method
+        from mmkd.methods import build_method, method_class
         from mmkd.nets import Student
         from mmkd.train import STOP, fit
         from search import tracking
@@ -155,7 +156,7 @@ class TrialRunner:
 
         try:
             torch.manual_seed(ctx.seed + trial.number)
-            method = build_method(ctx.method, config, ctx.teachers)
+            kind = method_class(ctx.method)
             student = Student(
                 ctx.in_channels,
                 ctx.num_classes,
@@ -163,13 +164,16 @@ class TrialRunner:
                 depth=ctx.student_depth,
                 width=ctx.student_width,
                 image_depth=ctx.image_depth,
-                fusion=method.fusion,
+                fusion=kind.fusion,
                 heads=config.heads,
             )
+            outputs = self.teacher_outputs(config.snapshot) if kind.uses_teachers else {}
+            feature_dims = {"student": student.feature_dim}
+            feature_dims.update({name: out.features.shape[1] for name, out in outputs.items()})
+            method = build_method(ctx.method, config, ctx.teachers, feature_dims)
             targets = {}
-            if method.uses_teachers:
-                labels = self.labels[self.split.train]
-                targets = method.teacher_targets(self.teacher_outputs(), labels)
+            if outputs:
+                targets = method.teacher_targets(outputs, self.labels[self.split.train])
 
             def report(epoch_report):
                 trial.report(epoch_report.best_val_acc, epoch_report.epoch)
@@ -178,7 +182,7 @@ class TrialRunner:
             result = fit(
                 student,
                 method,
-                self.inputs,
+                {branch: self.inputs[branch] for branch in config.branch_names},
                 self.labels,
                 self.split,
                 config,

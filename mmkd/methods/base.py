@@ -33,10 +33,13 @@ class KDMethod(nn.Module):
     # How the student's head reads its image branch: "pool" or "attention" (cross-attention)
     fusion = "pool"
 
-    def __init__(self, config: TrialConfig, teachers: tuple[str, ...]):
+    def __init__(
+        self, config: TrialConfig, teachers: tuple[str, ...], feature_dims: dict[str, int]
+    ):
         super().__init__()
         self.config = config
         self.teachers = teachers
+        self.feature_dims = feature_dims
 
     def teacher_targets(
         self, outputs: dict[str, TeacherOutputs], labels: torch.Tensor
