@@ -157,8 +157,12 @@ def load_teacher_record(path: Path) -> dict | None:
         return None
 
 
-def build_from_record(record: dict, snapshot: str | None = None) -> nn.Module:
-    """A frozen teacher network from a record; ``snapshot`` picks an early epoch's weights."""
+def build_from_record(record: dict, snapshot: float = 1.0) -> nn.Module:
+    """A frozen teacher network from a record.
+
+    ``snapshot`` 1.0 is the best-validation checkpoint; 0.25, 0.5 and 0.75 are the weights
+    after that share of the teacher's epochs (early-stopped teachers).
+    """
     spec = record["spec"]
     net = build_teacher(
         spec["modality"],
@@ -167,7 +171,10 @@ def build_from_record(record: dict, snapshot: str | None = None) -> nn.Module:
         spec["depth"],
         spec["width"],
     )
-    state = record["state"] if snapshot is None else record["snapshots"][snapshot]
+    if snapshot == 1.0:
+        state = record["state"]
+    else:
+        state = record["snapshots"][str(snapshot_epoch(spec["epochs"], snapshot))]
     net.load_state_dict(state)
     net.eval()
     for parameter in net.parameters():

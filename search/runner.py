@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,6 +297,7 @@ def run_search(request: SearchRequest) -> dict:
                 student_width=request.preset.student_width,
                 image_depth=request.preset.image_depth,
                 threads=max(1, int(cpus)),
+                search_id=uuid.uuid4().hex,
             )
             _print(
                 f"study {request.study}: {taken} of {request.trials} trials done; "
@@ -325,6 +327,7 @@ def run_search(request: SearchRequest) -> dict:
             except BaseException:
                 for task in tasks:
                     ray.cancel(task, force=True)
+                _fail_unfinished(study, client, context.search_id)
                 raise
     except KeyboardInterrupt:
         outcome = "KILLED"
@@ -338,6 +341,25 @@ def run_search(request: SearchRequest) -> dict:
             ray.shutdown()
 
     return summarise(study, time.perf_counter() - started)
+
+
+def _fail_unfinished(study, client, search_id: str) -> None:
+    """Mark this search's RUNNING trials failed and close their MLflow runs as killed.
+
+    Called after the workers were stopped, so that nothing is left RUNNING; the budget does
+    not count failed trials, so the next run of the same command fills their slots.
+    """
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("search_id") != search_id:
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            client.set_tag(run_id, "state", "FAIL")
+            client.set_tag(run_id, "error", "search interrupted")
+            client.set_terminated(run_id, status="KILLED")
 
 
 def summarise(study, seconds: float) -> dict:

@@ -69,6 +69,7 @@ class TrialContext:
     student_width: int
     image_depth: int
     threads: int
+    search_id: str
 
 
 def _as_tensors(arrays: dict) -> dict:
@@ -135,6 +136,7 @@ class TrialRunner:
         from search.space import suggest
 
         ctx = self.context
+        trial.set_user_attr("search_id", ctx.search_id)
         params = suggest(trial, ctx.space)
         config = TrialConfig.from_params(params)
         run_id = tracking.start_child_run(
