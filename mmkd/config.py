@@ -30,6 +30,9 @@ class TrialConfig:
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     batch_size: int = 64
+    # Largest gradient norm before a step (0 = no clipping); keeps large learning rates
+    # and KD weights from diverging to NaN within a few steps.
+    grad_clip: float = 5.0
 
     branches: str = "sig"
     heads: int = 4

@@ -168,6 +168,8 @@ def fit(
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(trainable.parameters(), config.grad_clip)
             optimizer.step()
             total += loss.item() * len(index)
             count += len(index)

@@ -27,7 +27,15 @@ import yaml
 from mmkd.config import AVER_MODES, OPTIMIZERS, SCHEDULES, TrialConfig
 from mmkd.methods import METHODS
 
-SHARED_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size")
+SHARED_KEYS = (
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "batch_size",
+    "grad_clip",
+)
 ENTRY_KEYS = {"type", "low", "high", "log", "step", "choices"}
 BRANCH_SETS = ("sig", "sig+gaf", "sig+pi", "sig+gaf+pi")
 

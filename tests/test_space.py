@@ -19,11 +19,12 @@ from search.space import (
 
 SHARED = {
     "optimizer": {"value": "sgd"},
-    "lr": {"type": "float", "low": 0.005, "high": 0.2, "log": True},
+    "lr": {"type": "float", "low": 0.005, "high": 0.1, "log": True},
     "momentum": {"value": 0.9},
     "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
     "schedule": {"value": "cosine"},
     "batch_size": {"value": 16},
+    "grad_clip": {"value": 5.0},
 }
 
 
