@@ -8,7 +8,7 @@ GAF tokens) or by pooling, under one linear classifier.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -165,6 +165,9 @@ class StudentOutput:
             attended features.
         attention: Sig-to-GAF cross-attention weights averaged over heads, (B, Ts, Hs * Ws)
             with GAF tokens in row-major order; None without attention fusion.
+        image_head_weights: per image branch the head's columns that read it, (classes, d),
+            as `Student.image_head_weight` gives them (with gradient), for class-activation
+            maps; under attention fusion the GAF columns read the attended features.
     """
 
     logits: Tensor
@@ -172,6 +175,7 @@ class StudentOutput:
     image_maps: dict[str, Tensor]
     features: dict[str, Tensor]
     attention: Tensor | None
+    image_head_weights: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Student(nn.Module):
@@ -283,4 +287,5 @@ class Student(nn.Module):
                 head_parts.append(features[name])
 
         logits = self.classifier(torch.cat(head_parts, dim=1))
-        return StudentOutput(logits, sig_map, image_maps, features, attention)
+        head_weights = {name: self.image_head_weight(name) for name in image_maps}
+        return StudentOutput(logits, sig_map, image_maps, features, attention, head_weights)

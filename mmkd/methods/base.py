@@ -18,6 +18,23 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.kl_div(log_student, teacher, reduction="batchmean") * temperature**2
 
 
+def weighted_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    weights: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Batch mean of sum_k w_k * KD_k over K teachers, each window with its own weights.
+
+    Shapes: student (B, C), teachers (B, K, C), weights (B, K).
+    KD_k = T^2 * sum_c p_kc (log p_kc - log q_c), p_k = softmax(z_k / T), q = softmax(z_s / T).
+    """
+    log_student = F.log_softmax(student_logits / temperature, dim=1).unsqueeze(1)
+    log_teacher = F.log_softmax(teacher_logits / temperature, dim=2)
+    per_teacher = temperature**2 * (log_teacher.exp() * (log_teacher - log_student)).sum(dim=2)
+    return (weights * per_teacher).sum(dim=1).mean()
+
+
 class KDMethod(nn.Module):
     """A KD method: loss = lambda1 * CE(z_s, y) + lambda2 * L_kd + lambda3 * L_aux.
 
