@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from mmkd.data import BUNDLED
+from mmkd.data import BUNDLED, DEFAULT_VAL_SHARE, PROTOCOLS, DataError, SplitSettings, dataset_name
 from mmkd.methods import METHODS
 from search.presets import PRESETS
 
@@ -65,6 +66,46 @@ def _method_help() -> str:
     return "methods:\n" + "\n".join(lines)
 
 
+def _add_data_options(parser: _Parser) -> None:
+    data = parser.add_argument_group("data (see the README's 'Data sets')")
+    data.add_argument(
+        "--dataset",
+        default="basicmotions",
+        metavar="NAME|PATH",
+        help=f"bundled ({', '.join(BUNDLED)}; default basicmotions), "
+        "synthetic[:n=N,length=L,channels=C,subjects=K,noise=F,seed=S], or a file or folder: "
+        "UEA/UCR .ts/.arff/.txt/.tsv, .npz, PAMAP2 .dat, UCI-HAR folder, WISDM .txt",
+    )
+    data.add_argument(
+        "--window",
+        type=_positive_int,
+        metavar="N",
+        help="window length of raw recordings in samples (PAMAP2 100 at 33 Hz, WISDM 200)",
+    )
+    data.add_argument(
+        "--step",
+        type=_positive_int,
+        metavar="N",
+        help="samples between window starts (PAMAP2 22, WISDM 100)",
+    )
+    data.add_argument(
+        "--split",
+        default="stratified",
+        choices=PROTOCOLS,
+        help="stratified (default) or loso: leave one subject out",
+    )
+    data.add_argument("--test-subject", metavar="S", help="the test subject of --split loso")
+    data.add_argument(
+        "--val-subject", metavar="S", help="validation subject of --split loso (else a share)"
+    )
+    data.add_argument(
+        "--val-share",
+        type=_share,
+        metavar="F",
+        help=f"validation share of the training windows (default {DEFAULT_VAL_SHARE})",
+    )
+
+
 def _search_parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
@@ -79,11 +120,7 @@ def _search_parser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--method", required=True, metavar="M", help="KD method (see below)")
-    parser.add_argument(
-        "--dataset",
-        default="basicmotions",
-        help=f"bundled data set: {', '.join(BUNDLED)} (default basicmotions)",
-    )
+    _add_data_options(parser)
     parser.add_argument("--preset", default="quick", choices=tuple(PRESETS))
     parser.add_argument("--trials", type=_positive_int, help="total trials of the study")
     parser.add_argument("--epochs", type=_positive_int, help="student epochs per trial")
@@ -95,7 +132,6 @@ def _search_parser() -> _Parser:
         "--teachers", default="sig,gaf,pi", help="teachers taking part (default sig,gaf,pi)"
     )
     parser.add_argument("--teacher-epochs", type=_positive_int)
-    parser.add_argument("--val-share", type=_share, default=0.25, help="validation share")
     parser.add_argument("--space", metavar="FILE", help="space file replacing the method's own")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="fix one parameter"
@@ -115,7 +151,7 @@ def _best_parser() -> _Parser:
         description="Print the best COMPLETE trial of a study, read from MLflow.",
     )
     parser.add_argument("--method", required=True, metavar="M")
-    parser.add_argument("--dataset", default="basicmotions")
+    _add_data_options(parser)
     parser.add_argument("--preset", default="quick", choices=tuple(PRESETS))
     parser.add_argument("--teachers", default="sig,gaf,pi")
     parser.add_argument("--seed", type=int, default=0)
@@ -137,9 +173,41 @@ def _check_method(name: str) -> None:
         raise UsageError(f"--method: unknown method {name!r}; choose one of {', '.join(METHODS)}")
 
 
-def _check_dataset(name: str) -> None:
-    if name.lower() not in BUNDLED:
-        raise UsageError(f"--dataset: unknown data set {name!r}; bundled: {', '.join(BUNDLED)}")
+def _check_data(args) -> tuple[str, SplitSettings]:
+    """The data set's name and the split settings; the source is checked, not loaded."""
+    if args.split == "loso" and args.test_subject is None:
+        raise UsageError("--split loso needs --test-subject S, the subject held out for testing")
+    for option, value in (
+        ("--test-subject", args.test_subject),
+        ("--val-subject", args.val_subject),
+    ):
+        if value is not None and args.split != "loso":
+            raise UsageError(f"{option} needs --split loso")
+    if args.val_subject is not None and args.val_share is not None:
+        raise UsageError("--val-subject and --val-share exclude each other; give one")
+    if args.val_subject is not None and args.val_subject == args.test_subject:
+        raise UsageError("--val-subject must differ from --test-subject")
+    try:
+        name = dataset_name(args.dataset, args.window, args.step)
+    except DataError as error:
+        raise UsageError(f"--dataset: {error}") from None
+    split = SplitSettings(
+        protocol=args.split,
+        val_share=args.val_share or DEFAULT_VAL_SHARE,
+        test_subject=args.test_subject,
+        val_subject=args.val_subject,
+    )
+    return name, split
+
+
+def _data_words(args) -> list[str]:
+    """The data and split options as typed, where they differ from the defaults."""
+    words = [] if args.dataset == "basicmotions" else ["--dataset", args.dataset]
+    words += [] if args.split == "stratified" else ["--split", args.split]
+    for option in ("window", "step", "test_subject", "val_subject", "val_share"):
+        if getattr(args, option) is not None:
+            words += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    return words
 
 
 def _check_teachers(text: str, method: str) -> tuple[str, ...]:
@@ -177,8 +245,8 @@ def _check_url(option: str, url: str) -> None:
         raise UsageError(f"{option}: folder {folder} is not writable")
 
 
-def _default_study(method, dataset, preset, teachers, seed) -> str:
-    return f"{method}-{dataset.lower()}-{preset}-{'+'.join(teachers)}-stratified-seed{seed}"
+def _default_study(method, dataset, preset, teachers, split, seed) -> str:
+    return f"{method}-{dataset}-{preset}-{'+'.join(teachers)}-{split.label()}-seed{seed}"
 
 
 def _search(argv: list[str]) -> int:
@@ -186,7 +254,7 @@ def _search(argv: list[str]) -> int:
 
     args = _search_parser().parse_args(argv)
     _check_method(args.method)
-    _check_dataset(args.dataset)
+    dataset, split = _check_data(args)
     teachers = _check_teachers(args.teachers, args.method)
     _check_url("--storage", args.storage)
     _check_url("--tracking-uri", args.tracking_uri)
@@ -204,7 +272,10 @@ def _search(argv: list[str]) -> int:
     epochs = args.epochs or preset.epochs
     request = SearchRequest(
         method=args.method,
-        dataset=args.dataset.lower(),
+        dataset=dataset,
+        source=args.dataset,
+        window=args.window,
+        step=args.step,
         space=space,
         preset=preset,
         trials=args.trials or preset.trials,
@@ -215,11 +286,11 @@ def _search(argv: list[str]) -> int:
         seed=args.seed,
         teachers=teachers,
         teacher_epochs=args.teacher_epochs or preset.teacher_epochs,
-        val_share=args.val_share,
+        split=split,
         storage_url=absolute_sqlite_url(args.storage),
         tracking_uri=absolute_sqlite_url(args.tracking_uri),
         study=args.study
-        or _default_study(args.method, args.dataset, args.preset, teachers, args.seed),
+        or _default_study(args.method, dataset, args.preset, teachers, split, args.seed),
         cache_dir=Path(args.cache_dir).resolve(),
         cpus_per_trial=args.cpus_per_trial,
         ray_address=args.ray_address,
@@ -238,6 +309,7 @@ def _search(argv: list[str]) -> int:
         print(
             f"best: trial {summary['best_trial']} val {summary['best_value']:.3f}; "
             f"'{PROG} best --method {args.method}"
+            + "".join(f" {shlex.quote(word)}" for word in _data_words(args))
             + (f" --study {args.study}" if args.study else "")
             + "' prints its configuration"
         )
@@ -247,14 +319,14 @@ def _search(argv: list[str]) -> int:
 def _best(argv: list[str]) -> int:
     args = _best_parser().parse_args(argv)
     _check_method(args.method)
-    _check_dataset(args.dataset)
+    dataset, split = _check_data(args)
     teachers = _check_teachers(args.teachers, args.method)
     _check_url("--tracking-uri", args.tracking_uri)
     path = _sqlite_path(args.tracking_uri)
     if path is not None and not path.exists():
         raise UsageError(f"--tracking-uri: {path} does not exist; run a search first")
     study = args.study or _default_study(
-        args.method, args.dataset, args.preset, teachers, args.seed
+        args.method, dataset, args.preset, teachers, split, args.seed
     )
 
     # MLflow draws a progress bar when it copies an artifact; `best` prints YAML only.
@@ -267,7 +339,7 @@ def _best(argv: list[str]) -> int:
     from search.study import absolute_sqlite_url
 
     client = MlflowClient(absolute_sqlite_url(args.tracking_uri))
-    experiment = client.get_experiment_by_name(tracking.experiment_name(args.dataset.lower()))
+    experiment = client.get_experiment_by_name(tracking.experiment_name(dataset))
     run = None
     if experiment is not None:
         run = tracking.best_trial_run(client, experiment.experiment_id, study)
@@ -317,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in verbs:
             return verbs[argv[0]](argv[1:])
         return _search(argv)
-    except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+    except (UsageError, DataError) as error:
+        message = " ".join(line.strip() for line in str(error).splitlines())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

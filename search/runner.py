@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmkd.data import SplitSettings
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,6 +32,9 @@ class SearchRequest:
 
     method: str
     dataset: str
+    source: str
+    window: int | None
+    step: int | None
     space: dict
     preset: object
     trials: int
@@ -40,7 +45,7 @@ class SearchRequest:
     seed: int
     teachers: tuple[str, ...]
     teacher_epochs: int
-    val_share: float
+    split: SplitSettings
     storage_url: str
     tracking_uri: str
     study: str
@@ -210,7 +215,8 @@ def run_search(request: SearchRequest) -> dict:
     import ray
     from mlflow.tracking import MlflowClient
 
-    from mmkd.data import load_dataset, stratified_split
+    from mmkd.data import load_dataset, split_dataset
+    from mmkd.methods import method_class
     from mmkd.modalities import ModalitySettings, compute_modalities
     from search import tracking
     from search.study import counted_trials, open_study
@@ -221,15 +227,15 @@ def run_search(request: SearchRequest) -> dict:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     started = time.perf_counter()
 
-    dataset = load_dataset(request.dataset)
-    split = stratified_split(dataset, seed=request.seed, val_share=request.val_share)
+    dataset = load_dataset(request.source, request.window, request.step)
+    split = split_dataset(dataset, request.split, request.seed)
     settings = ModalitySettings(image_size=request.preset.image_size)
     modalities = tuple(dict.fromkeys(("sig", *request.teachers, "gaf")))
     arrays = compute_modalities(dataset.X, split.train, settings, request.cache_dir, modalities)
     data_hash = dataset.fingerprint()
     _print(
         f"{dataset.name}: {len(split.train)} train / {len(split.val)} val / "
-        f"{len(split.test)} test windows, {dataset.num_classes} classes "
+        f"{len(split.test)} test windows ({request.split.label()}), {dataset.num_classes} classes "
         f"({time.perf_counter() - started:.1f}s)"
     )
 
@@ -238,11 +244,14 @@ def run_search(request: SearchRequest) -> dict:
         "dataset": request.dataset,
         "preset": request.preset.name,
         "teachers": ",".join(request.teachers),
+        "split": request.split.key(),
         "seed": request.seed,
         "epochs": request.epochs,
         "data_sha256": data_hash,
     }
-    study = open_study(request.storage_url, request.study, identity, request.space)
+    study = open_study(
+        request.storage_url, request.study, identity, request.space, request.tracking_uri
+    )
 
     client = MlflowClient(request.tracking_uri)
     artifact_root = Path.cwd() / "mlruns"
@@ -255,20 +264,22 @@ def run_search(request: SearchRequest) -> dict:
     started_ray = _start_ray(request.ray_address)
     outcome = "FINISHED"
     try:
-        split_key = f"{request.seed}:{request.val_share}"
+        split_key = f"{request.seed}:{request.split.key()}"
         specs = _teacher_specs(request, data_hash, split_key, settings.key())
         labels = dataset.y
-        records = _prepare_teachers(
-            request,
-            specs,
-            arrays,
-            labels,
-            split,
-            dataset.num_classes,
-            client,
-            experiment_id,
-            parent_run_id,
-        )
+        records = {}
+        if method_class(request.method).uses_teachers:
+            records = _prepare_teachers(
+                request,
+                specs,
+                arrays,
+                labels,
+                split,
+                dataset.num_classes,
+                client,
+                experiment_id,
+                parent_run_id,
+            )
 
         taken = counted_trials(study)
         if taken >= request.trials:
@@ -303,7 +314,9 @@ def run_search(request: SearchRequest) -> dict:
                 f"study {request.study}: {taken} of {request.trials} trials done; "
                 f"{request.workers} workers x {cpus:g} CPU"
             )
-            counter = BudgetCounter.remote(request.trials, taken)
+            counter = BudgetCounter.remote(
+                request.trials, request.storage_url, request.study, request.tracking_uri
+            )
             arrays_ref = ray.put({name: np.asarray(a) for name, a in arrays.items()})
             records_ref = ray.put(records)
             labels_ref = ray.put(labels)
@@ -321,7 +334,10 @@ def run_search(request: SearchRequest) -> dict:
                     try:
                         ray.get(ready)
                     except ray.exceptions.RayTaskError as error:
+                        progress.poll()
                         raise SearchFailed(str(error.cause)) from error
+                    except ray.exceptions.RayError as error:
+                        raise SearchFailed(f"a worker was lost: {error}") from error
                     progress.poll()
                 progress.poll()
             except BaseException:

@@ -234,8 +234,21 @@ def load_space(
         space.update(_check_part(f"--set {text}", {key: value}, method))
 
     space.setdefault("branches", {"value": METHODS[method].branches})
+    _check_branches(method, space["branches"])
     _check_config(space)
     return space
+
+
+def _check_branches(method: str, entry: dict) -> None:
+    """Every student the space can choose must have the branches the method reads."""
+    needed = METHODS[method].branches.split("+")
+    for option in [entry["value"]] if "value" in entry else entry["choices"]:
+        missing = [name for name in needed if name not in option.split("+")]
+        if missing:
+            raise SpaceError(
+                f"branches: method {method} needs a student with the {'+'.join(missing)} "
+                f"branch; {option!r} has none"
+            )
 
 
 def _check_config(space: dict) -> None:

@@ -38,13 +38,41 @@ def absolute_sqlite_url(url: str, folder: Path | None = None) -> str:
     return prefix + str(((folder or Path.cwd()) / path).resolve())
 
 
-def make_storage(url: str) -> RDBStorage:
+class RetryStaleTrial:
+    """A trial whose process died: queue it again with the same parameters (up to 3 times)
+    and close its MLflow run as failed, so neither side keeps a run that never ends."""
+
+    def __init__(self, tracking_uri: str | None):
+        self.tracking_uri = tracking_uri
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        self.retry(study, trial)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not (run_id and self.tracking_uri):
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.tracking_uri)
+        client.set_tag(run_id, "state", "FAIL")
+        client.set_tag(run_id, "error", "its worker stopped sending heartbeats (killed?)")
+        client.set_terminated(run_id, status="FAILED")
+
+
+def fail_and_retry(study: optuna.Study, trial, tracking_uri: str | None) -> None:
+    """End a RUNNING trial whose worker is known to be dead as FAIL, and retry it as the
+    heartbeat check would (same parameters, MLflow run closed as failed)."""
+    study.tell(trial.number, state=TrialState.FAIL)
+    RetryStaleTrial(tracking_uri)(study, trial)
+
+
+def make_storage(url: str, tracking_uri: str | None = None) -> RDBStorage:
     """RDB storage with a heartbeat: a trial whose process died is failed and queued again."""
     return RDBStorage(
         url,
         heartbeat_interval=HEARTBEAT_SECONDS,
         grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        heartbeat_stale_trial_callback=RetryStaleTrial(tracking_uri),
     )
 
 
@@ -64,14 +92,16 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(storage_url: str, name: str, identity: dict, space: dict) -> optuna.Study:
+def open_study(
+    storage_url: str, name: str, identity: dict, space: dict, tracking_uri: str | None = None
+) -> optuna.Study:
     """Create the study, or resume it after checking that it was started the same way.
 
     ``identity`` holds what may not change on resume (method, dataset, preset, epochs, ...);
     it and the space are stored as study attributes. Raises `StudyMismatch` naming the
     first difference.
     """
-    storage = make_storage(storage_url)
+    storage = make_storage(storage_url, tracking_uri)
     study = optuna.create_study(
         storage=storage, study_name=name, direction="maximize", load_if_exists=True
     )

@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 import traceback
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,25 +26,60 @@ logger = logging.getLogger(__name__)
 
 # Consecutive failed trials after which a worker gives up (a bug, not bad luck).
 MAX_CONSECUTIVE_FAILURES = 3
+# A claim whose trial has not appeared by then belonged to a worker that died before asking.
+CLAIM_EXPIRY_SECONDS = 120.0
+STUDENT_SEED_OFFSET = 100_003
+# How long a worker waits before asking again while other workers' trials may still fail.
+WAIT_SECONDS = 2.0
 
 
 @ray.remote(num_cpus=0)
 class BudgetCounter:
-    """Holds how many trial slots are taken; one claim per trial, atomic by construction."""
+    """Hands out trial slots so that a study never exceeds its budget, with any number of
+    workers and drivers.
 
-    def __init__(self, budget: int, taken: int):
+    Each claim recounts from the storage: finished (COMPLETE, PRUNED) and RUNNING trials,
+    plus claims handed out whose trial has not started yet. A failed trial therefore frees
+    its slot by itself. Trials of dead workers are failed here by Optuna's heartbeat check
+    (and queued again with the same parameters) before counting.
+    """
+
+    def __init__(self, budget: int, storage_url: str, study: str, tracking_uri: str):
+        import optuna
+
+        from search.study import make_storage
+
         self.budget = budget
-        self.taken = taken
+        storage = make_storage(storage_url, tracking_uri)
+        self.study = optuna.load_study(study_name=study, storage=storage)
+        self.pending: dict[str, float] = {}
 
-    def claim(self) -> bool:
-        if self.taken >= self.budget:
-            return False
-        self.taken += 1
-        return True
+    def claim(self) -> tuple[str, str | None]:
+        """("run", token) to start one trial; ("wait", None) while trials that may still
+        fail are under way; ("done", None) once the budget is used up."""
+        import optuna
+        from optuna.trial import TrialState
 
-    def release(self) -> None:
-        """Give back the slot of a trial that failed; a failed trial does not count."""
-        self.taken -= 1
+        from search.study import FINISHED
+
+        optuna.storages.fail_stale_trials(self.study)
+        trials = self.study.get_trials(deepcopy=False)
+        started = {trial.user_attrs.get("claim") for trial in trials}
+        now = time.monotonic()
+        self.pending = {
+            token: since
+            for token, since in self.pending.items()
+            if token not in started and now - since < CLAIM_EXPIRY_SECONDS
+        }
+        finished = sum(trial.state in FINISHED for trial in trials)
+        running = sum(trial.state == TrialState.RUNNING for trial in trials)
+        if finished + running + len(self.pending) < self.budget:
+            token = uuid.uuid4().hex
+            self.pending[token] = now
+            return "run", token
+        if running or self.pending:
+            return "wait", None
+        return "done", None
 
 
 @dataclass(frozen=True)
@@ -96,10 +132,13 @@ def train_teacher_task(spec, windows, labels, split, num_classes: int, threads: 
 class TrialRunner:
     """Runs trials inside one worker; teacher outputs are computed once and reused."""
 
-    def __init__(self, context: TrialContext, arrays: dict, labels, split, teacher_records):
+    def __init__(
+        self, worker: int, context: TrialContext, arrays: dict, labels, split, teacher_records
+    ):
         import torch
         from mlflow.tracking import MlflowClient
 
+        self.worker = worker
         self.context = context
         self.inputs = _as_tensors(arrays)
         self.labels = torch.from_numpy(np.asarray(labels)).long()
@@ -137,6 +176,8 @@ class TrialRunner:
 
         ctx = self.context
         trial.set_user_attr("search_id", ctx.search_id)
+        trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("worker_pid", os.getpid())
         params = suggest(trial, ctx.space)
         config = TrialConfig.from_params(params)
         run_id = tracking.start_child_run(
@@ -157,7 +198,10 @@ class TrialRunner:
         started = time.perf_counter()
 
         try:
-            torch.manual_seed(ctx.seed + trial.number)
+            # Teachers are seeded with ctx.seed; an offset keeps trial 0's student from
+            # starting with the Sig teacher's initial weights.
+            seed = ctx.seed + STUDENT_SEED_OFFSET + trial.number
+            torch.manual_seed(seed)
             kind = method_class(ctx.method)
             student = Student(
                 ctx.in_channels,
@@ -192,11 +236,13 @@ class TrialRunner:
                 targets=targets,
                 patience=ctx.patience,
                 callback=report,
-                seed=ctx.seed + trial.number,
+                seed=seed,
             )
         except Exception as error:
             self.client.set_tag(run_id, "state", "FAIL")
             self.client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:500])
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+            tracking.log_text_artifact(self.client, run_id, "error.txt", traceback.format_exc())
             self.client.set_terminated(run_id, status="FAILED")
             raise
 
@@ -256,13 +302,19 @@ def search_worker(
     import optuna
     import torch
 
-    from search.study import make_pruner, make_sampler, make_storage, sampler_seed
+    from search.study import (
+        fail_and_retry,
+        make_pruner,
+        make_sampler,
+        make_storage,
+        sampler_seed,
+    )
 
     torch.set_num_threads(context.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    storage = make_storage(context.storage_url)
+    storage = make_storage(context.storage_url, context.tracking_uri)
     probe = optuna.load_study(study_name=context.study, storage=storage)
     seed = sampler_seed(context.seed, worker, len(probe.get_trials(deepcopy=False)))
     study = optuna.load_study(
@@ -271,11 +323,17 @@ def search_worker(
         sampler=make_sampler(seed),
         pruner=make_pruner(context.pruner, context.epochs),
     )
-    runner = TrialRunner(context, arrays, labels, split, teacher_records)
+    # A worker that Ray restarted after its process died finds its last trial RUNNING.
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("search_id") == context.search_id and attrs.get("worker") == worker:
+            fail_and_retry(study, trial, context.tracking_uri)
+    runner = TrialRunner(worker, context, arrays, labels, split, teacher_records)
 
     outcome: dict = {}
 
     def objective(trial):
+        trial.set_user_attr("claim", outcome["claim"])
         try:
             value = runner.objective(trial)
         except optuna.TrialPruned:
@@ -288,9 +346,16 @@ def search_worker(
         return value
 
     ran, failed, consecutive_failures = 0, 0, 0
-    while ray.get(counter.claim.remote()):
+    while True:
+        verdict, token = ray.get(counter.claim.remote())
+        if verdict == "done":
+            break
+        if verdict == "wait":
+            time.sleep(WAIT_SECONDS)
+            continue
+
         outcome.clear()
-        outcome.update(state="FAIL", error="the trial did not start")
+        outcome.update(claim=token, state="FAIL", error="the trial did not start")
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
         if outcome["state"] != "FAIL":
             ran += 1
@@ -299,7 +364,6 @@ def search_worker(
 
         failed += 1
         consecutive_failures += 1
-        counter.release.remote()
         if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
             raise RuntimeError(
                 f"{consecutive_failures} trials failed in a row; last error: {outcome['error']}"

@@ -433,3 +433,26 @@ def test_suggested_params_make_a_valid_trial_config(random_study):
 
     assert 1.0 <= config.temperature <= 10.0
     assert config.heads == 4
+
+
+def test_camkd_refuses_a_sig_only_student():
+    with pytest.raises(SpaceError, match="camkd needs a student with the gaf branch"):
+        load_space("camkd", assignments=["branches=sig"])
+
+
+def test_camkd_refuses_a_choice_of_students_without_gaf(tmp_path):
+    path = tmp_path / "camkd.yaml"
+    path.write_text("branches: {type: categorical, choices: [sig+gaf, sig+pi]}\n")
+    with pytest.raises(SpaceError, match="'sig\\+pi' has none"):
+        load_space("camkd", path)
+
+
+@pytest.mark.parametrize("method", ["ebkd", "pckd"])
+def test_methods_with_a_fixed_student_do_not_take_branches(method):
+    with pytest.raises(SpaceError, match="unknown parameter 'branches'"):
+        load_space(method, assignments=["branches=sig"])
+
+
+def test_image_branch_methods_accept_a_student_with_more_branches():
+    space = load_space("camkd", assignments=["branches=sig+gaf+pi"])
+    assert space["branches"] == {"value": "sig+gaf+pi"}
