@@ -200,10 +200,13 @@ def _check_data(args) -> tuple[str, SplitSettings]:
     return name, split
 
 
-def _data_words(args) -> list[str]:
-    """The data and split options as typed, where they differ from the defaults."""
+def _study_words(args) -> list[str]:
+    """The options that name the study, as typed, where they differ from the defaults."""
     words = [] if args.dataset == "basicmotions" else ["--dataset", args.dataset]
     words += [] if args.split == "stratified" else ["--split", args.split]
+    words += [] if args.preset == "quick" else ["--preset", args.preset]
+    words += [] if args.teachers == "sig,gaf,pi" else ["--teachers", args.teachers]
+    words += [] if args.seed == 0 else ["--seed", str(args.seed)]
     for option in ("window", "step", "test_subject", "val_subject", "val_share"):
         if getattr(args, option) is not None:
             words += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
@@ -309,7 +312,7 @@ def _search(argv: list[str]) -> int:
         print(
             f"best: trial {summary['best_trial']} val {summary['best_value']:.3f}; "
             f"'{PROG} best --method {args.method}"
-            + "".join(f" {shlex.quote(word)}" for word in _data_words(args))
+            + "".join(f" {shlex.quote(word)}" for word in _study_words(args))
             + (f" --study {args.study}" if args.study else "")
             + "' prints its configuration"
         )
