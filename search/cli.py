@@ -343,11 +343,18 @@ def _best(argv: list[str]) -> int:
 
     client = MlflowClient(absolute_sqlite_url(args.tracking_uri))
     experiment = client.get_experiment_by_name(tracking.experiment_name(dataset))
-    run = None
+    searches = []
     if experiment is not None:
-        run = tracking.best_trial_run(client, experiment.experiment_id, study)
+        searches = tracking.search_runs_of(client, experiment.experiment_id)
+    if study not in {run.data.tags.get("study") for run in searches}:
+        known = sorted({run.data.tags.get("study") for run in searches})
+        raise UsageError(
+            f"no study {study!r} for data set {dataset} in {args.tracking_uri}; "
+            + (f"studies there: {', '.join(known)}" if known else "run a search first")
+        )
+    run = tracking.best_trial_run(client, experiment.experiment_id, study)
     if run is None:
-        raise UsageError(f"no COMPLETE trial of study {study!r} in {args.tracking_uri}")
+        raise UsageError(f"study {study!r} has no COMPLETE trial yet in {args.tracking_uri}")
     summary = tracking.best_summary(client, run)
 
     if args.format == "json":

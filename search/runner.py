@@ -131,7 +131,7 @@ class Progress:
             self.seen.add(trial.number)
             self.done += trial.state != TrialState.FAIL
             if trial.state == TrialState.COMPLETE and (
-                self.best is None or trial.value > self.best[0]
+                self.best is None or (trial.value, -trial.number) > (self.best[0], -self.best[1])
             ):
                 self.best = (trial.value, trial.number)
             value = "" if trial.value is None else f"val {trial.value:.3f}"
@@ -186,8 +186,11 @@ def _prepare_teachers(
         )
     if pending:
         _print(f"training teachers: {', '.join(pending)} ({request.teacher_epochs} epochs each)")
-    for modality, reference in pending.items():
+    modality_of = {reference: modality for modality, reference in pending.items()}
+    for reference in _as_completed(list(modality_of)):
+        modality = modality_of[reference]
         record = ray.get(reference)
+        _print(f"  teacher {modality} trained")
         path = teacher_path(request.cache_dir, specs[modality])
         save_teacher(record, path)
         records[modality] = record
@@ -208,6 +211,15 @@ def _prepare_teachers(
     return records
 
 
+def _as_completed(references: list):
+    """Ray object references in the order they finish."""
+    import ray
+
+    while references:
+        ready, references = ray.wait(references, num_returns=1)
+        yield from ready
+
+
 def run_search(request: SearchRequest) -> dict:
     """Run (or resume) one search; returns a summary of the study at the end."""
     import numpy as np
@@ -219,7 +231,7 @@ def run_search(request: SearchRequest) -> dict:
     from mmkd.methods import method_class
     from mmkd.modalities import ModalitySettings, compute_modalities
     from search import tracking
-    from search.study import counted_trials, open_study
+    from search.study import FINISHED, counted_trials, open_study
     from search.workers import BudgetCounter, TrialContext, search_worker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -260,6 +272,12 @@ def run_search(request: SearchRequest) -> dict:
     parent_run_id = tracking.open_parent_run(
         client, experiment_id, request.study, parent_params, provenance(data_hash)
     )
+
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if finished >= request.trials:
+        _print(f"study {request.study} already has {finished} finished trials; nothing to run")
+        client.set_terminated(parent_run_id, status="FINISHED")
+        return summarise(study, time.perf_counter() - started)
 
     started_ray = _start_ray(request.ray_address)
     outcome = "FINISHED"

@@ -112,6 +112,11 @@ def log_file_artifact(client: MlflowClient, run_id: str, path: Path) -> None:
     client.log_artifact(run_id, str(path))
 
 
+def search_runs_of(client: MlflowClient, experiment_id: str):
+    """The parent runs of every search in an experiment (one per study)."""
+    return client.search_runs([experiment_id], "tags.kind = 'search'", max_results=1000)
+
+
 def trial_runs(client: MlflowClient, experiment_id: str, study: str, state: str | None = None):
     """All trial runs of a study (every page), optionally only those in ``state``."""
     filter_string = f"tags.kind = 'trial' and tags.study = '{study}'"

@@ -283,10 +283,13 @@ class TrialRunner:
         import yaml
 
         from search import tracking
+        from search.space import allowed_keys
 
         with tempfile.TemporaryDirectory() as folder:
             config_path = Path(folder) / "config.yaml"
-            config_path.write_text(yaml.safe_dump(config.as_params(), sort_keys=True))
+            used = set(allowed_keys(self.context.method)) | {"branches"}
+            params = {k: v for k, v in config.as_params().items() if k in used}
+            config_path.write_text(yaml.safe_dump(params, sort_keys=True))
             tracking.log_file_artifact(self.client, run_id, config_path)
             if state is not None:
                 checkpoint = Path(folder) / "checkpoint.pt"
