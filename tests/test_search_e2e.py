@@ -159,3 +159,33 @@ def test_optuna_dashboard_serves_the_study(finished_search):
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=30)
+
+
+def test_best_of_an_unknown_study_lists_the_known_ones(finished_search, monkeypatch, capsys):
+    monkeypatch.chdir(finished_search)
+    assert main(["best", "--method", "ebkd", "--study", "nosuch"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert "no study 'nosuch'" in error[0] and STUDY in error[0]
+
+
+def test_config_artifact_holds_only_the_methods_keys(finished_search, monkeypatch, capsys):
+    monkeypatch.chdir(finished_search)
+    assert main(["best", "--method", "ebkd"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)["config"]
+    assert set(config) == {
+        "optimizer",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "schedule",
+        "batch_size",
+        "grad_clip",
+        "lambda1",
+        "lambda2",
+        "lambda3",
+        "temperature",
+        "beta",
+        "heads",
+        "branches",
+    }
