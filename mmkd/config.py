@@ -69,6 +69,26 @@ class TrialConfig:
             raise ValueError("p1 and r must lie in [0, 1)")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
+        if self.heads < 1:
+            raise ValueError(f"heads must be at least 1, got {self.heads}")
+        for name in (
+            "weight_decay",
+            "grad_clip",
+            "lambda1",
+            "lambda2",
+            "lambda3",
+            "w1",
+            "w2",
+            "w3",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
     @property
     def branch_names(self) -> tuple[str, ...]:

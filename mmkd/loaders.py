@@ -408,8 +408,9 @@ def _read_archive(name: str, source: Path, parts: list[tuple[Path, bool]]) -> Da
 def _read_npz(path: Path, name: str) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: not a readable NumPy .npz archive ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        reason = str(error) or type(error).__name__
+        raise DataError(f"{path}: not a readable NumPy .npz archive ({reason})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: holds one array; save X and y together with np.savez")
     with archive:

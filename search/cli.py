@@ -229,6 +229,20 @@ def _check_teachers(text: str, method: str) -> tuple[str, ...]:
     return tuple(t for t in TEACHERS if t in names)
 
 
+def _check_heads(space: dict, preset) -> None:
+    """Attention heads must divide the student's feature width, which the preset sets."""
+    entry = space.get("heads")
+    if entry is None:
+        return
+    width = 64 * preset.student_width
+    for heads in [entry["value"]] if "value" in entry else entry.get("choices", []):
+        if width % heads:
+            raise UsageError(
+                f"heads: {heads} does not divide the student's feature width {width}; "
+                "use 1, 2, 4, 8, 16, ..."
+            )
+
+
 def _sqlite_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(url[len(prefix) :]) if url.startswith(prefix) else None
@@ -268,8 +282,14 @@ def _search(argv: list[str]) -> int:
         space = load_space(args.method, args.space, preset.fixed, args.set)
     except SpaceError as error:
         raise UsageError(str(error)) from None
+    _check_heads(space, preset)
+    if args.cpus_per_trial and not args.ray_address and args.cpus_per_trial > os.cpu_count():
+        raise UsageError(
+            f"--cpus-per-trial {args.cpus_per_trial:g} is more than this machine's "
+            f"{os.cpu_count()} CPUs; no worker could start"
+        )
 
-    from search.runner import SearchFailed, SearchRequest, run_search
+    from search.runner import SearchFailed, SearchRequest, StorageError, run_search
     from search.study import StudyMismatch, absolute_sqlite_url
 
     epochs = args.epochs or preset.epochs
@@ -300,7 +320,7 @@ def _search(argv: list[str]) -> int:
     )
     try:
         summary = run_search(request)
-    except StudyMismatch as error:
+    except (StudyMismatch, StorageError) as error:
         raise UsageError(str(error)) from None
     except SearchFailed as error:
         print(f"{PROG}: search failed: {error}", file=sys.stderr)

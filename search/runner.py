@@ -7,6 +7,7 @@ any worker starts; the workers then only run trials.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -24,6 +25,24 @@ logger = logging.getLogger(__name__)
 
 class SearchFailed(RuntimeError):
     """A search stopped by an error in its workers (not by the user's input)."""
+
+
+class StorageError(ValueError):
+    """A storage or tracking URL that cannot be opened; the message says which."""
+
+
+@contextlib.contextmanager
+def _opening(option: str, url: str):
+    """Turn a failure to open a database into a `StorageError` naming the option."""
+    from search.study import StudyMismatch
+
+    try:
+        yield
+    except StudyMismatch:
+        raise
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageError(f"{option}: cannot open {url}: {reason}") from error
 
 
 @dataclass(frozen=True)
@@ -227,11 +246,12 @@ def run_search(request: SearchRequest) -> dict:
     import ray
     from mlflow.tracking import MlflowClient
 
-    from mmkd.data import load_dataset, split_dataset
+    from mmkd.data import DataError, load_dataset, split_dataset
     from mmkd.methods import method_class
     from mmkd.modalities import ModalitySettings, compute_modalities
     from search import tracking
-    from search.study import FINISHED, counted_trials, open_study
+    from search.sqlite import ensure_database
+    from search.study import FINISHED, counted_trials, make_storage, open_study
     from search.workers import BudgetCounter, TrialContext, search_worker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -240,8 +260,20 @@ def run_search(request: SearchRequest) -> dict:
     started = time.perf_counter()
 
     dataset = load_dataset(request.source, request.window, request.step)
+    length, image_size = dataset.X.shape[2], request.preset.image_size
+    if length < image_size:
+        raise DataError(
+            f"{request.dataset}: windows of {length} samples are shorter than the "
+            f"{request.preset.name} preset's {image_size}x{image_size} images; use longer "
+            "windows (--window) or another preset"
+        )
     split = split_dataset(dataset, request.split, request.seed)
-    settings = ModalitySettings(image_size=request.preset.image_size)
+    # A server storage is checked before anything is computed or created; sqlite files are
+    # created only once both URLs open, so that a URL that fails leaves nothing behind.
+    if not request.storage_url.startswith("sqlite:"):
+        with _opening("--storage", request.storage_url):
+            make_storage(request.storage_url)
+    settings = ModalitySettings(image_size=image_size)
     modalities = tuple(dict.fromkeys(("sig", *request.teachers, "gaf")))
     arrays = compute_modalities(dataset.X, split.train, settings, request.cache_dir, modalities)
     data_hash = dataset.fingerprint()
@@ -261,13 +293,16 @@ def run_search(request: SearchRequest) -> dict:
         "epochs": request.epochs,
         "data_sha256": data_hash,
     }
-    study = open_study(
-        request.storage_url, request.study, identity, request.space, request.tracking_uri
-    )
-
-    client = MlflowClient(request.tracking_uri)
-    artifact_root = Path.cwd() / "mlruns"
-    experiment_id = tracking.ensure_experiment(client, request.dataset, artifact_root)
+    with _opening("--tracking-uri", request.tracking_uri):
+        ensure_database(request.tracking_uri, lambda url: MlflowClient(url).search_experiments())
+        client = MlflowClient(request.tracking_uri)
+        artifact_root = Path.cwd() / "mlruns"
+        experiment_id = tracking.ensure_experiment(client, request.dataset, artifact_root)
+    with _opening("--storage", request.storage_url):
+        ensure_database(request.storage_url, make_storage)
+        study = open_study(
+            request.storage_url, request.study, identity, request.space, request.tracking_uri
+        )
     parent_params = {**identity, "space": study.user_attrs["space"], "pruner": request.pruner}
     parent_run_id = tracking.open_parent_run(
         client, experiment_id, request.study, parent_params, provenance(data_hash)
@@ -361,7 +396,7 @@ def run_search(request: SearchRequest) -> dict:
             except BaseException:
                 for task in tasks:
                     ray.cancel(task, force=True)
-                _fail_unfinished(study, client, context.search_id)
+                _fail_unfinished(study, client, experiment_id, context.search_id)
                 raise
     except KeyboardInterrupt:
         outcome = "KILLED"
@@ -377,23 +412,28 @@ def run_search(request: SearchRequest) -> dict:
     return summarise(study, time.perf_counter() - started)
 
 
-def _fail_unfinished(study, client, search_id: str) -> None:
+def _fail_unfinished(study, client, experiment_id: str, search_id: str) -> None:
     """Mark this search's RUNNING trials failed and close their MLflow runs as killed.
 
     Called after the workers were stopped, so that nothing is left RUNNING; the budget does
-    not count failed trials, so the next run of the same command fills their slots.
+    not count failed trials, so the next run of the same command fills their slots. A
+    worker stopped between asking for a trial and tagging it leaves a trial without
+    ``worker_pid``; such trials are failed too (another live search tags its trials within
+    milliseconds of asking).
     """
     from optuna.trial import TrialState
 
+    from search import tracking
+
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("search_id") != search_id:
-            continue
-        study.tell(trial.number, state=TrialState.FAIL)
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id:
-            client.set_tag(run_id, "state", "FAIL")
-            client.set_tag(run_id, "error", "search interrupted")
-            client.set_terminated(run_id, status="KILLED")
+        attrs = trial.user_attrs
+        if attrs.get("search_id") == search_id or "worker_pid" not in attrs:
+            study.tell(trial.number, state=TrialState.FAIL)
+    for run in tracking.trial_runs(client, experiment_id, study.study_name, state="RUNNING"):
+        if run.data.tags.get("search_id") == search_id:
+            client.set_tag(run.info.run_id, "state", "FAIL")
+            client.set_tag(run.info.run_id, "error", "search interrupted")
+            client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def summarise(study, seconds: float) -> dict:

@@ -8,6 +8,7 @@ ask at once. Data arrays and teacher weights arrive through Ray's object store.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -50,9 +51,25 @@ class BudgetCounter:
         from search.study import make_storage
 
         self.budget = budget
+        self.tracking_uri = tracking_uri
         storage = make_storage(storage_url, tracking_uri)
         self.study = optuna.load_study(study_name=study, storage=storage)
         self.pending: dict[str, float] = {}
+
+    def _fail_trials_that_never_started(self) -> None:
+        """A RUNNING trial that its worker never tagged (the worker died between asking and
+        tagging) has no heartbeat either, so Optuna would leave it RUNNING for ever."""
+        from optuna.trial import TrialState
+
+        from search.study import fail_and_retry
+
+        now = datetime.datetime.now()
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            started = trial.datetime_start
+            if "worker_pid" in trial.user_attrs or started is None:
+                continue
+            if (now - started).total_seconds() > CLAIM_EXPIRY_SECONDS:
+                fail_and_retry(self.study, trial, self.tracking_uri)
 
     def claim(self) -> tuple[str, str | None]:
         """("run", token) to start one trial; ("wait", None) while trials that may still
@@ -63,6 +80,7 @@ class BudgetCounter:
         from search.study import FINISHED
 
         optuna.storages.fail_stale_trials(self.study)
+        self._fail_trials_that_never_started()
         trials = self.study.get_trials(deepcopy=False)
         started = {trial.user_attrs.get("claim") for trial in trials}
         now = time.monotonic()
@@ -191,6 +209,7 @@ class TrialRunner:
                 "method": ctx.method,
                 "dataset": ctx.dataset,
                 "trial_number": trial.number,
+                "search_id": ctx.search_id,
                 "state": "RUNNING",
             },
         )
@@ -297,7 +316,11 @@ class TrialRunner:
                 tracking.log_file_artifact(self.client, run_id, checkpoint)
 
 
-@ray.remote
+# Ray starts a killed worker's task again this many times before the search fails.
+WORKER_RESTARTS = 10
+
+
+@ray.remote(max_retries=WORKER_RESTARTS)
 def search_worker(
     worker: int, context: TrialContext, arrays: dict, labels, split, teacher_records, counter
 ) -> dict:

@@ -17,6 +17,7 @@ from search.cli import main
 BAD_SPACES = {
     "bad.yaml": "lr: {type: float, low: 0.01\n",
     "unknown.yaml": "lamda3: 1.0\n",
+    "empty.npz": "",
 }
 
 # Each case: the arguments, and the words the error line must contain (the option or file).
@@ -61,6 +62,26 @@ CASES = {
     "tracking URI not a URL": (
         ["--method", "ebkd", "--tracking-uri", "mlflow.db"],
         ["--tracking-uri"],
+    ),
+    "negative learning rate": (["--method", "ebkd", "--set", "lr=-1"], ["lr", "positive"]),
+    "momentum of 1 or more": (["--method", "ebkd", "--set", "momentum=5"], ["momentum"]),
+    "negative loss weight": (["--method", "ebkd", "--set", "lambda1=-1"], ["lambda1"]),
+    "heads that do not divide the width": (
+        ["--method", "ebkd", "--set", "heads=3"],
+        ["heads", "64"],
+    ),
+    "more CPUs per trial than the machine has": (
+        ["--method", "student", "--cpus-per-trial", "999"],
+        ["--cpus-per-trial"],
+    ),
+    "empty npz file": (["--method", "student", "--dataset", "empty.npz"], ["empty.npz"]),
+    "windows shorter than the images": (
+        ["--method", "student", "--dataset", "synthetic:n=60,length=16"],
+        ["16 samples", "32x32"],
+    ),
+    "storage server that cannot be reached": (
+        ["--method", "student", "--storage", "postgresql://127.0.0.1:1/x"],
+        ["--storage", "cannot open"],
     ),
     "best before any search": (["best", "--method", "ebkd"], ["--tracking-uri", "mlflow.db"]),
     "best of an unknown method": (["best", "--method", "nosuch"], ["--method"]),

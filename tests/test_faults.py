@@ -24,10 +24,14 @@ def _running_trial(folder, name, timeout=120.0):
     """Wait until a trial of the study runs in a worker; return it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        # The driver creates the study before the MLflow database; reading the study any
-        # earlier would race its creation.
-        if (folder / "mlflow.db").exists():
-            for trial in _study(folder, name).get_trials(states=(TrialState.RUNNING,)):
+        # The driver creates optuna.db whole (built aside, then linked into place); opening
+        # it any earlier would create its tables here and race the driver.
+        if (folder / "optuna.db").exists():
+            try:
+                running = _study(folder, name).get_trials(states=(TrialState.RUNNING,))
+            except KeyError:  # the file exists, the study not yet
+                running = []
+            for trial in running:
                 if "worker_pid" in trial.user_attrs and "mlflow_run_id" in trial.user_attrs:
                     return trial
         time.sleep(0.3)
