@@ -360,7 +360,10 @@ def run_search(request: SearchRequest) -> dict:
                 student_depth=request.preset.student_depth,
                 student_width=request.preset.student_width,
                 image_depth=request.preset.image_depth,
-                threads=max(1, int(cpus)),
+                # One torch thread per worker unless --cpus-per-trial asks for more: for
+                # these small networks a second thread bought nothing on an idle machine
+                # and tripled trial times on a busy one (benchmarks/parallel.py).
+                threads=max(1, int(request.cpus_per_trial or 1)),
                 search_id=uuid.uuid4().hex,
             )
             _print(

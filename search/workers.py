@@ -31,7 +31,7 @@ MAX_CONSECUTIVE_FAILURES = 3
 CLAIM_EXPIRY_SECONDS = 120.0
 STUDENT_SEED_OFFSET = 100_003
 # How long a worker waits before asking again while other workers' trials may still fail.
-WAIT_SECONDS = 2.0
+WAIT_SECONDS = 0.25
 
 
 @ray.remote(num_cpus=0)
