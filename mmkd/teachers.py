@@ -186,10 +186,13 @@ def build_from_record(record: dict, snapshot: float = 1.0) -> nn.Module:
 def teacher_outputs(
     net: nn.Module, windows: torch.Tensor, batch_size: int = 256
 ) -> TeacherOutputs:
-    """Run a frozen teacher over ``windows`` once, keeping logits and its last feature map."""
+    """Run a frozen teacher over ``windows`` once, keeping logits and its last feature map.
+
+    ``windows`` may be float16 (the caches' type); each batch is converted on its own.
+    """
     maps, logits = [], []
     for start in range(0, len(windows), batch_size):
-        feature_map = net.forward_features(windows[start : start + batch_size])
+        feature_map = net.forward_features(windows[start : start + batch_size].float())
         maps.append(feature_map)
         pooled = feature_map.flatten(2).mean(dim=2)
         logits.append(net.classifier(pooled))

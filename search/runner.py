@@ -230,6 +230,16 @@ def _prepare_teachers(
     return records
 
 
+def _views_needed(request: SearchRequest, uses_teachers: bool) -> tuple[str, ...]:
+    """Sig, plus the views of the teachers taking part and of every student branch the
+    space can choose; a Sig-only search then never pays for pyts' GAF compilation."""
+    entry = request.space["branches"]
+    branch_sets = [entry["value"]] if "value" in entry else entry["choices"]
+    needed = {"sig", *(request.teachers if uses_teachers else ())}
+    needed.update(name for branches in branch_sets for name in branches.split("+"))
+    return tuple(name for name in ("sig", "gaf", "pi") if name in needed)
+
+
 def _as_completed(references: list):
     """Ray object references in the order they finish."""
     import ray
@@ -274,7 +284,8 @@ def run_search(request: SearchRequest) -> dict:
         with _opening("--storage", request.storage_url):
             make_storage(request.storage_url)
     settings = ModalitySettings(image_size=image_size)
-    modalities = tuple(dict.fromkeys(("sig", *request.teachers, "gaf")))
+    uses_teachers = method_class(request.method).uses_teachers
+    modalities = _views_needed(request, uses_teachers)
     arrays = compute_modalities(dataset.X, split.train, settings, request.cache_dir, modalities)
     data_hash = dataset.fingerprint()
     _print(
@@ -321,7 +332,7 @@ def run_search(request: SearchRequest) -> dict:
         specs = _teacher_specs(request, data_hash, split_key, settings.key())
         labels = dataset.y
         records = {}
-        if method_class(request.method).uses_teachers:
+        if uses_teachers:
             records = _prepare_teachers(
                 request,
                 specs,

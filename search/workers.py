@@ -174,7 +174,7 @@ class TrialRunner:
             self._teacher_outputs[snapshot] = {
                 name: teacher_outputs(
                     build_from_record(self.teacher_records[name], snapshot),
-                    self.inputs[name][train].float(),
+                    self.inputs[name][train],
                 )
                 for name in self.context.teachers
             }

@@ -17,6 +17,8 @@ from optuna.trial import TrialState
 from search.cli import main
 
 STUDY = "ebkd-basicmotions-quick-sig+gaf+pi-stratified-seed0"
+SEARCH = ["--method", "ebkd", "--trials", "6", "--epochs", "4", "--workers", "2"]
+SEARCH += ["--teacher-epochs", "6"]
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +27,7 @@ def finished_search(ray_runtime, cache_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("search")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
-        code = main(
-            [
-                "--method",
-                "ebkd",
-                "--trials",
-                "6",
-                "--epochs",
-                "4",
-                "--workers",
-                "2",
-                "--teacher-epochs",
-                "6",
-                "--cache-dir",
-                str(cache_dir),
-            ]
-        )
+        code = main([*SEARCH, "--cache-dir", str(cache_dir)])
     assert code == 0
     return folder
 
@@ -97,25 +84,7 @@ def test_best_prints_the_study_best_trial(finished_search, monkeypatch, capsys):
 
 def test_rerun_resumes_to_the_same_total(finished_search, cache_dir, monkeypatch):
     monkeypatch.chdir(finished_search)
-    assert (
-        main(
-            [
-                "--method",
-                "ebkd",
-                "--trials",
-                "6",
-                "--epochs",
-                "4",
-                "--workers",
-                "2",
-                "--teacher-epochs",
-                "6",
-                "--cache-dir",
-                str(cache_dir),
-            ]
-        )
-        == 0
-    )
+    assert main([*SEARCH, "--cache-dir", str(cache_dir)]) == 0
     trials = _study(finished_search).get_trials()
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 6
 
