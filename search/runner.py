@@ -222,7 +222,7 @@ def _prepare_teachers(
         )
         summary = {k: record[k] for k in ("best_val_acc", "test_acc")}
         tracking.log_trial_result(client, run_id, record["spec"], [], summary, {})
-        tracking.log_file_artifact(client, run_id, path)
+        client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, status="FINISHED")
     for modality, record in records.items():
         val, test = record["best_val_acc"], record["test_acc"]

@@ -108,10 +108,6 @@ def log_text_artifact(client: MlflowClient, run_id: str, name: str, text: str) -
         client.log_artifact(run_id, str(path))
 
 
-def log_file_artifact(client: MlflowClient, run_id: str, path: Path) -> None:
-    client.log_artifact(run_id, str(path))
-
-
 def search_runs_of(client: MlflowClient, experiment_id: str):
     """The parent runs of every search in an experiment (one per study)."""
     return client.search_runs([experiment_id], "tags.kind = 'search'", max_results=1000)

@@ -301,7 +301,6 @@ class TrialRunner:
         import torch
         import yaml
 
-        from search import tracking
         from search.space import allowed_keys
 
         with tempfile.TemporaryDirectory() as folder:
@@ -309,11 +308,11 @@ class TrialRunner:
             used = set(allowed_keys(self.context.method)) | {"branches"}
             params = {k: v for k, v in config.as_params().items() if k in used}
             config_path.write_text(yaml.safe_dump(params, sort_keys=True))
-            tracking.log_file_artifact(self.client, run_id, config_path)
+            self.client.log_artifact(run_id, str(config_path))
             if state is not None:
                 checkpoint = Path(folder) / "checkpoint.pt"
                 torch.save(state, checkpoint)
-                tracking.log_file_artifact(self.client, run_id, checkpoint)
+                self.client.log_artifact(run_id, str(checkpoint))
 
 
 # Ray starts a killed worker's task again this many times before the search fails.
