@@ -11,6 +11,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from search.space import describe_difference, space_json
+from search.sqlite import use_write_ahead_log
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def fail_and_retry(study: optuna.Study, trial, tracking_uri: str | None) -> None
 
 def make_storage(url: str, tracking_uri: str | None = None) -> RDBStorage:
     """RDB storage with a heartbeat: a trial whose process died is failed and queued again."""
+    use_write_ahead_log()
     return RDBStorage(
         url,
         heartbeat_interval=HEARTBEAT_SECONDS,

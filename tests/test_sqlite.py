@@ -1,6 +1,7 @@
 """New sqlite databases appear whole: concurrent creators and interrupted creation."""
 
 import multiprocessing
+import sqlite3
 
 import optuna
 import pytest
@@ -8,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from search.cli import main
 from search.sqlite import ensure_database
+from search.study import make_storage
 
 
 def _create_mlflow_database(url):
@@ -27,7 +29,41 @@ def test_two_processes_creating_one_mlflow_database_both_succeed(tmp_path):
     assert [process.exitcode for process in creators] == [0, 0]
     names = {e.name for e in MlflowClient(url).search_experiments()}
     assert len(names - {"Default"}) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    # No temporary file left; the write-ahead log and its index sit beside the database
+    # while a connection (this test's client) is open.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mlflow.db",
+        "mlflow.db-shm",
+        "mlflow.db-wal",
+    ]
+    assert _journal_mode(tmp_path / "mlflow.db") == "wal"
+
+
+def _journal_mode(path):
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_databases_use_write_ahead_logging_and_temporary_ones_do_not(tmp_path):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    seen = {}
+
+    def initialise(temporary):
+        optuna.storages.RDBStorage(temporary)
+        seen["mode"] = _journal_mode(temporary[len("sqlite:///") :])
+
+    ensure_database(url, initialise)
+    # Built in rollback mode, so the one file linked into place holds everything.
+    assert seen["mode"] == "delete"
+    assert _journal_mode(tmp_path / "optuna.db") == "delete"
+
+    storage = make_storage(url)
+    optuna.create_study(storage=storage, study_name="wal").optimize(lambda t: 1.0, n_trials=2)
+    assert _journal_mode(tmp_path / "optuna.db") == "wal"
+    assert len(optuna.load_study(study_name="wal", storage=url).trials) == 2
 
 
 def test_interrupted_creation_leaves_no_database(tmp_path):
