@@ -4,17 +4,22 @@
 design (PI: 0-dim sublevel-set persistence, infinite point dropped, lifetime > 0.01,
 spread 0.015, birth range [-1, 1], persistence range [0, 1], linear weight, image / max).
 
-- ours: `minmax_windows` + `gaf_images` + `persistence_images` (batched: gudhi diagrams,
-  separable Gaussian mass per bin); and `compute_modalities`, which adds the float16 disk
-  cache, into an empty cache folder;
-- reference: ripser H0 diagrams of each series' lower-star filtration and persim's legacy
-  ``PersImage``, one series at a time, plus pyts's ``GramianAngularField`` on the batch.
+- ours: `gaf_images` on the unscaled windows, `minmax_windows` + `persistence_images`
+  (batched: gudhi diagrams, separable Gaussian mass per bin); and `compute_modalities`,
+  which adds the float16 disk cache, into an empty cache folder;
+- reference: pyts's ``GramianAngularField`` (its default ``sample_range=(-1, 1)``) on the
+  batch of unscaled series; ripser H0 diagrams of each min-max scaled series' lower-star
+  filtration and persim's legacy ``PersImage``, one series at a time.
 
 Everything is timed after imports and a warm-up call (``import pyts.image`` alone costs
 about 18 s). The images are compared after normalising each to max 1: max and mean abs
-difference and the correlation of all pixels (persim's image is flipped to put low
-persistence in row 0, as ours does). The cached reload is `compute_modalities` again on
-the filled cache folder.
+difference and the correlation of all pixels (the legacy ``PersImage`` is flipped to put
+low persistence in row 0, as ours does). The legacy ``PersImage`` rasterises on a grid of
+its own: bins of width maxBD / 64 = 1/64 starting at ``linspace(minBD, maxBD, 64)`` for
+birth (so they cover half of [-1, 1]) and at ``linspace(0, maxBD, 64)`` for persistence,
+where ours are 64 contiguous bins of [-1, 1] and of [0, 1]. So our PI is also compared with
+persim's current ``PersistenceImager`` set to our grid, on the ripser diagrams (untimed).
+The cached reload is `compute_modalities` again on the filled cache folder.
 
     python benchmarks/modalities.py            # 1000 windows, 3 repeats
     python benchmarks/modalities.py --quick    # 200 windows
@@ -47,10 +52,19 @@ def reference_diagram(series: np.ndarray) -> np.ndarray:
     return diagram[np.isfinite(diagram[:, 1])]
 
 
-def reference_images(windows: np.ndarray, diagrams: list | None = None):
+def reference_kept_diagram(series: np.ndarray) -> np.ndarray:
+    """The reference recipe's diagram of one raw series: min-max scaled to [-1, 1], ripser
+    H0, points of lifetime above the minimum kept."""
+    low, high = series.min(), series.max()
+    scaled = 2.0 * (series - low) / (high - low) - 1.0 if high > low else np.zeros_like(series)
+    diagram = reference_diagram(scaled)
+    return diagram[diagram[:, 1] - diagram[:, 0] > MIN_LIFETIME]
+
+
+def reference_images(windows: np.ndarray):
     """The reference recipe: pyts GAF on the batch, ripser + persim PI one series at a time.
 
-    Returns the GAF and PI images; appends each series' kept diagram to ``diagrams``."""
+    Returns the GAF and PI images."""
     from persim import PersImage
     from pyts.image import GramianAngularField
 
@@ -67,18 +81,44 @@ def reference_images(windows: np.ndarray, diagrams: list | None = None):
     )
     pi_images = np.zeros((n * channels, IMAGE_SIZE, IMAGE_SIZE))
     for index, one in enumerate(series):
-        low, high = one.min(), one.max()
-        scaled = 2.0 * (one - low) / (high - low) - 1.0 if high > low else np.zeros_like(one)
-        diagram = reference_diagram(scaled)
-        diagram = diagram[diagram[:, 1] - diagram[:, 0] > MIN_LIFETIME]
-        if diagrams is not None:
-            diagrams.append(diagram)
+        diagram = reference_kept_diagram(one)
         if len(diagram) == 0:
             continue
         image = imager.transform(diagram)
         pi_images[index] = image / image.max()
     shape = (n, channels, IMAGE_SIZE, IMAGE_SIZE)
     return gaf_images.reshape(shape), pi_images.reshape(shape)
+
+
+def persistence_imager_on_our_grid(diagrams: list) -> np.ndarray:
+    """persim's ``PersistenceImager`` on our grid, one diagram at a time, each image / max.
+
+    Its pixels are square; ours are 2/64 wide (birth) by 1/64 high (persistence). With
+    pixels of 1/64 it covers birth [-1, 1] in 128 columns and persistence [0, 1] in 64
+    rows; summing each pair of adjacent birth columns gives our birth bins exactly (a
+    Gaussian's mass over two adjacent bins is the sum of its masses over each). Same
+    kernel (isotropic Gaussian, variance spread^2, integrated over each pixel) and weight
+    (persistence^1); returned with low persistence in row 0, as ours."""
+    from persim import PersistenceImager
+
+    imager = PersistenceImager(
+        birth_range=(-1.0, 1.0),
+        pers_range=(0.0, 1.0),
+        pixel_size=1.0 / IMAGE_SIZE,
+        weight="persistence",
+        weight_params={"n": 1.0},
+        kernel="gaussian",
+        kernel_params={"sigma": SPREAD**2},
+    )
+    assert imager.resolution == (2 * IMAGE_SIZE, IMAGE_SIZE), imager.resolution
+    images = np.zeros((len(diagrams), IMAGE_SIZE, IMAGE_SIZE))
+    for index, diagram in enumerate(diagrams):
+        if len(diagram) == 0:
+            continue
+        image = imager.transform(diagram, skew=True)  # (birth, persistence)
+        image = image.reshape(IMAGE_SIZE, 2, IMAGE_SIZE).sum(axis=1).T
+        images[index] = image / image.max()
+    return images
 
 
 def our_images(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +129,8 @@ def our_images(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         persistence_images,
     )
 
-    scaled = minmax_windows(windows)
     settings = ModalitySettings(image_size=IMAGE_SIZE, pi_spread=SPREAD)
-    return gaf_images(scaled, IMAGE_SIZE), persistence_images(scaled, settings)
+    return gaf_images(windows, IMAGE_SIZE), persistence_images(minmax_windows(windows), settings)
 
 
 def our_cached(windows: np.ndarray, train_index: np.ndarray, cache_dir) -> dict:
@@ -192,28 +231,27 @@ def main() -> None:
     harness.say(f"target ours <= 0.2 x reference: {ratio:.3f} -> {harness.verdict(ratio <= 0.2)}")
     harness.say(f"target cached reload < 0.5 s: {reload:.3f} s -> {harness.verdict(reload < 0.5)}")
 
+    # Untimed: the reference recipe's diagrams, and persim's PersistenceImager on our grid.
+    reference_diagrams = [
+        reference_kept_diagram(one) for one in windows.reshape(-1, windows.shape[-1])
+    ]
+    on_our_grid = persistence_imager_on_our_grid(reference_diagrams)
+
     harness.say()
     harness.say("Same images? (each image scaled to max 1 first)")
-    from pyts.image import GramianAngularField
-
-    from mmkd.modalities import h0_diagram, minmax_windows
-
-    scaled = minmax_windows(windows)
-    same_input = GramianAngularField(image_size=IMAGE_SIZE, sample_range=None).fit_transform(
-        np.clip(scaled, -1, 1).reshape(-1, scaled.shape[-1])
-    )
     rows = []
     for name, mine, theirs, flip in (
-        ("GAF, ours vs pyts on the same scaled series", ours[0], same_input, False),
         (
-            "GAF, ours vs the reference recipe (pyts scales after PAA)",
+            "GAF, ours vs the reference recipe (pyts, sample_range=(-1, 1))",
             ours[0],
             reference[0],
             False,
         ),
         ("GAF, float16 cache vs the reference recipe", cached["gaf"], reference[0], False),
-        ("PI, ours vs ripser + persim PersImage", ours[1], reference[1], True),
-        ("PI, float16 cache vs ripser + persim PersImage", cached["pi"], reference[1], True),
+        ("PI, ours vs ripser + persim PersistenceImager on our grid", ours[1], on_our_grid, False),
+        ("PI, float16 cache vs the same", cached["pi"], on_our_grid, False),
+        ("PI, ours vs ripser + legacy PersImage (its own grid)", ours[1], reference[1], True),
+        ("PI, float16 cache vs the same", cached["pi"], reference[1], True),
     ):
         result = compare(mine, theirs, flip_rows=flip)
         rows.append(
@@ -232,9 +270,10 @@ def main() -> None:
         )
     )
 
-    # The PI difference is in the rasterisation; the diagrams themselves agree.
-    reference_diagrams: list = []
-    reference_images(windows, reference_diagrams)
+    # The legacy PI differs in its grid; the diagrams themselves agree.
+    from mmkd.modalities import h0_diagram, minmax_windows
+
+    scaled = minmax_windows(windows)
     worst, mismatched = 0.0, 0
     for series, theirs in zip(
         scaled.reshape(-1, scaled.shape[-1]), reference_diagrams, strict=True

@@ -1,10 +1,11 @@
 """The three views of a window the teachers learn from: Sig, GAF and PI, with a disk cache.
 
 - Sig: the raw signal, z-scored per channel with statistics of the training windows only.
-- GAF: the Gramian Angular Summation Field of each channel (pyts), after per-window min-max
-  scaling to [-1, 1].
+- GAF: the Gramian Angular Summation Field of each channel (pyts), as pyts computes it with
+  its default scaling: the series averaged down to the image size, then min-max scaled to
+  [-1, 1] per window and channel.
 - PI: the persistence image of each channel's 0-dimensional sublevel-set persistence diagram
-  (gudhi), on the same scaled series.
+  (gudhi), on the full-length series min-max scaled to [-1, 1] per window and channel.
 
 `compute_modalities` computes the requested views once and keeps them as float16 ``.npy``
 files, memory-mapped read-only on the next call. Importing `pyts.image` costs about 18 s
@@ -30,9 +31,10 @@ logger = logging.getLogger(__name__)
 
 MODALITIES = ("sig", "gaf", "pi")
 
-# Part of every cache key: raise it when a modality's computation changes, so that files
-# written by the older code are not read back as if they were current.
-_CACHE_FORMAT = 1
+# Part of every cache key (and of `ModalitySettings.key`, which names cached teachers): raise
+# it when a modality's computation changes, so that files written by the older code are not
+# read back as if they were current.
+_CACHE_FORMAT = 2
 
 # Windows per computation chunk are chosen so that one chunk holds about this many image
 # pixels; pyts works in float64, so a chunk costs about 8 bytes per pixel at its peak.
@@ -79,23 +81,23 @@ class ModalitySettings:
             raise ValueError(f"pi_min_lifetime must be >= 0, got {self.pi_min_lifetime}")
 
     def key(self) -> str:
-        """A short hash of all settings, stable across processes and runs."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """A short hash of all settings, stable across processes and runs.
+
+        It includes the format number of the image computations, so that what is keyed by
+        it (cached views, and teachers trained on them) is not reused after they change.
+        """
+        text = json.dumps({**dataclasses.asdict(self), "format": _CACHE_FORMAT}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def minmax_windows(X: np.ndarray) -> np.ndarray:
     """Scale each (window, channel) series of ``X`` (n, channels, length) to [-1, 1].
 
-    A flat series (max - min <= 1e-12) becomes all zeros. Returns float32.
+    Its minimum goes to -1 and its maximum to 1. A flat series (max - min at most 1e-12
+    times the larger of 1 and its largest absolute value) becomes all -1, where pyts and
+    scikit-learn's ``MinMaxScaler`` put a constant series. Returns float32.
     """
-    X = _as_windows(X)
-
-    low = X.min(axis=2, keepdims=True)
-    span = X.max(axis=2, keepdims=True) - low
-    flat = span <= 1e-12
-    scaled = 2.0 * (X - low) / np.where(flat, 1.0, span) - 1.0
-    return np.where(flat, 0.0, scaled).astype(np.float32)
+    return _minmax_scaled(_as_windows(X)).astype(np.float32)
 
 
 def standardise_signal(X: np.ndarray, train_index: np.ndarray) -> np.ndarray:
@@ -115,24 +117,35 @@ def standardise_signal(X: np.ndarray, train_index: np.ndarray) -> np.ndarray:
     return ((X - mean) / std).astype(np.float32)
 
 
-def gaf_images(X_scaled: np.ndarray, image_size: int) -> np.ndarray:
+def gaf_images(X: np.ndarray, image_size: int) -> np.ndarray:
     """Gramian Angular Summation Field of each channel: (n, c, L) -> (n, c, s, s) float32.
 
-    Pixel (i, j) is cos(phi_i + phi_j) = x_i x_j - sqrt(1 - x_i^2) sqrt(1 - x_j^2), with x
-    the series reduced to ``image_size`` points; computed by
-    ``pyts.image.GramianAngularField(method="summation", sample_range=None)``. Inputs are
-    clipped to [-1, 1] first, so float error from scaling cannot make pyts reject them.
+    The images of ``pyts.image.GramianAngularField(image_size=s, method="summation",
+    sample_range=(-1, 1))`` on the unscaled windows, to float32 rounding. Per series:
 
-    Reduction to s points (pyts's piecewise aggregate approximation, non-overlapping): when
-    s == L the series is used as is; otherwise point j is the mean of samples
-    ``[b_j, b_{j+1})`` with ``b = numpy.linspace(0, L, s + 1)`` truncated to integers, i.e.
-    about floor(j * L / s). When L is not a multiple of s the segments have unequal lengths
-    (floor(L / s) or ceil(L / s) samples), and a boundary that falls exactly on an integer
-    can land one sample early through float rounding (L = 30, s = 22 is one such case).
-    ``image_size`` must not exceed L: pyts does not upsample.
+    1. Average down to s points (pyts's piecewise aggregate approximation, non-overlapping):
+       when s == L the series is used as is; otherwise point j is the mean of samples
+       ``[b_j, b_{j+1})`` with ``b = numpy.linspace(0, L, s + 1)`` truncated to integers,
+       i.e. about floor(j * L / s). When L is not a multiple of s the segments have unequal
+       lengths (floor(L / s) or ceil(L / s) samples), and a boundary that falls exactly on
+       an integer can land one sample early through float rounding (L = 30, s = 22 is one
+       such case). ``image_size`` must not exceed L: pyts does not upsample.
+    2. Min-max scale the s averages to x in [-1, 1], as `minmax_windows` scales a series.
+       Averaging first means that every image spans the full range: a short spike that
+       dominates the raw window's range is averaged down before the scaling.
+    3. Pixel (i, j) is cos(phi_i + phi_j) = x_i x_j - sqrt(1 - x_i^2) sqrt(1 - x_j^2).
+
+    A flat series (step 2) has x = -1 everywhere, so its image is all ones, as pyts gives
+    for an exactly constant series. pyts treats only a spread of the averages below
+    2.2e-15 as flat; the averages of a constant series such as 123.4 over unequal segments
+    differ by rounding error beyond that, and pyts stretches that error to the whole of
+    [-1, 1]. Here such a series is flat.
+
+    Steps 1 and 2 are done here, vectorised over all series in float64; step 3 by pyts
+    (``sample_range=None``; its own averaging is the identity on s points).
     """
-    X_scaled = _as_windows(X_scaled)
-    n_windows, n_channels, length = X_scaled.shape
+    X = _as_windows(X)
+    n_windows, n_channels, length = X.shape
     if not 1 <= image_size <= length:
         raise ValueError(
             f"image_size must be between 1 and the window length {length}, got {image_size}"
@@ -140,9 +153,9 @@ def gaf_images(X_scaled: np.ndarray, image_size: int) -> np.ndarray:
 
     from pyts.image import GramianAngularField
 
+    averages = _piecewise_averages(X.reshape(n_windows * n_channels, length), image_size)
     field = GramianAngularField(image_size=image_size, method="summation", sample_range=None)
-    series = np.clip(X_scaled, -1.0, 1.0).reshape(n_windows * n_channels, length)
-    images = field.transform(series)
+    images = field.transform(_minmax_scaled(averages))
     return images.reshape(n_windows, n_channels, image_size, image_size).astype(np.float32)
 
 
@@ -263,7 +276,6 @@ def compute_modalities(
     }
     shapes = {"sig": X.shape, "gaf": (n_windows, n_channels, size, size)}
     shapes["pi"] = shapes["gaf"]
-    scaled = None
 
     views = {}
     for modality in modalities:
@@ -281,9 +293,7 @@ def compute_modalities(
         if modality == "sig":
             blocks = [_signal_to_float16(standardise_signal(X, train_index))]
         else:
-            if scaled is None:
-                scaled = minmax_windows(X)
-            blocks = _image_blocks(modality, scaled, settings)
+            blocks = _image_blocks(modality, X, settings)
         _write_atomically(path, shapes[modality], blocks)
         views[modality] = np.load(path, mmap_mode="r")
     return views
@@ -295,6 +305,36 @@ def _as_windows(X: np.ndarray) -> np.ndarray:
     if X.ndim != 3:
         raise ValueError(f"expected windows of shape (n, channels, length), got {X.shape}")
     return X
+
+
+def _minmax_scaled(series: np.ndarray) -> np.ndarray:
+    """Each series along the last axis of float64 ``series`` mapped onto [-1, 1], float64.
+
+    x -> x * scale + (-1 - min * scale) with scale = 2 / (max - min): the arithmetic of
+    scikit-learn's ``MinMaxScaler``, which pyts uses, so that the same inputs give the same
+    values as in pyts; then clipped to [-1, 1], as rounding can leave the range by an ulp.
+    A flat series (max - min at most 1e-12 times the larger of 1 and its largest absolute
+    value) becomes all -1.
+    """
+    low = series.min(axis=-1, keepdims=True)
+    high = series.max(axis=-1, keepdims=True)
+    span = high - low
+    flat = span <= 1e-12 * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high)))
+    scale = 2.0 / np.where(flat, 1.0, span)
+    scaled = np.clip(series * scale + (-1.0 - low * scale), -1.0, 1.0)
+    return np.where(flat, -1.0, scaled)
+
+
+def _piecewise_averages(series: np.ndarray, n_points: int) -> np.ndarray:
+    """Rows of ``series`` (m, L) averaged over pyts's ``n_points`` PAA segments: (m, n_points).
+
+    Each segment's sum divided by its length, as pyts computes a mean: the same averages to
+    float64 rounding (bit for bit where segments are shorter than 8 samples; numpy sums
+    longer ones in a different order).
+    """
+    bounds = np.linspace(0, series.shape[-1], n_points + 1).astype(np.int64)
+    sums = np.add.reduceat(series, bounds[:-1], axis=-1)
+    return sums / np.diff(bounds)
 
 
 def _gaussian_mass_per_bin(
@@ -329,17 +369,21 @@ def _h0_diagrams(series: np.ndarray) -> list[np.ndarray]:
 
 
 def _image_blocks(
-    modality: str, scaled: np.ndarray, settings: ModalitySettings
+    modality: str, X: np.ndarray, settings: ModalitySettings
 ) -> Iterator[np.ndarray]:
-    """The GAF or PI images of ``scaled`` windows, a chunk of windows at a time."""
-    n_windows, n_channels, _ = scaled.shape
+    """The GAF or PI images of unscaled windows ``X``, a chunk of windows at a time.
+
+    The GAF scales each series after averaging it down (`gaf_images`); the PI is computed
+    from the full-length series min-max scaled to [-1, 1], the birth range it expects.
+    """
+    n_windows, n_channels, _ = X.shape
     windows_per_chunk = max(1, _PIXELS_PER_CHUNK // (n_channels * settings.image_size**2))
     for start in range(0, n_windows, windows_per_chunk):
-        chunk = scaled[start : start + windows_per_chunk]
+        chunk = X[start : start + windows_per_chunk]
         if modality == "gaf":
             yield gaf_images(chunk, settings.image_size)
         else:
-            yield persistence_images(chunk, settings)
+            yield persistence_images(minmax_windows(chunk), settings)
 
 
 def _signal_to_float16(values: np.ndarray) -> np.ndarray:

@@ -44,10 +44,13 @@ def pixel_mass(centre, low, high, sigma):
 
 
 def test_minmax_windows_scales_each_series_to_minus_one_one():
+    # Flat: a constant, a spread of 1e-13 (below 1e-12) and a spread of 1e-8 on values of
+    # 1e5 (below 1e-12 * 1e5): all -1, where pyts puts a constant series.
     X = np.array(
         [
             [[0.0, 5.0, 10.0], [3.0, 3.0, 3.0]],
             [[4.0, 1.0, 2.0], [1.0, 1.0 + 1e-13, 1.0]],
+            [[-2.0, 0.0, 2.0], [1e5, 1e5 + 1e-8, 1e5]],
         ]
     )
 
@@ -56,8 +59,9 @@ def test_minmax_windows_scales_each_series_to_minus_one_one():
     assert scaled.dtype == np.float32
     expected = np.array(
         [
-            [[-1.0, 0.0, 1.0], [0.0, 0.0, 0.0]],
-            [[1.0, -1.0, -1.0 / 3.0], [0.0, 0.0, 0.0]],
+            [[-1.0, 0.0, 1.0], [-1.0, -1.0, -1.0]],
+            [[1.0, -1.0, -1.0 / 3.0], [-1.0, -1.0, -1.0]],
+            [[-1.0, 0.0, 1.0], [-1.0, -1.0, -1.0]],
         ]
     )
     np.testing.assert_allclose(scaled, expected, atol=1e-7)
@@ -93,11 +97,13 @@ def test_standardise_signal_rejects_an_empty_training_set():
         standardise_signal(np.zeros((2, 1, 3)), np.array([], dtype=int))
 
 
+# Unscaled windows; with image_size = L = 5 there is no averaging, only the min-max scaling:
+# [3, -1, 1, 0, 2] (min -1, span 4) -> [1, -1, 0, -0.5, 0.5];
+# [8, 6, 3, 4, 7.6] (min 3, span 5) -> [1, 0.2, -1, -0.6, 0.84].
 GAF_WINDOWS = np.array(
     [
-        # 1 + 1e-9 stands for float error from scaling: it must be clipped, not rejected.
-        [[-1.0, -0.5, 0.0, 0.5, 1.0 + 1e-9], [0.0, 0.0, 0.0, 0.0, 0.0]],
-        [[0.3, -0.8, 0.6, 0.1, -0.2], [1.0, 0.5, -0.25, 0.0, 0.9]],
+        [[3.0, -1.0, 1.0, 0.0, 2.0], [10.0, 10.0, 10.0, 10.0, 10.0]],
+        [[8.0, 6.0, 3.0, 4.0, 7.6], [-1.0, -3.0, 1.0, 0.0, 2.0]],
     ]
 )
 
@@ -107,26 +113,91 @@ def gaf_of_windows():
     return gaf_images(GAF_WINDOWS, image_size=5)
 
 
-def test_gaf_matches_the_summation_identity_per_channel(gaf_of_windows):
+def test_gaf_without_averaging_is_the_field_of_the_scaled_series(gaf_of_windows):
     assert gaf_of_windows.shape == (2, 2, 5, 5)
     assert gaf_of_windows.dtype == np.float32
-    for window, channel in [(0, 0), (1, 0), (1, 1)]:
-        np.testing.assert_allclose(
-            gaf_of_windows[window, channel], gasf(GAF_WINDOWS[window, channel]), atol=1e-6
-        )
+    scaled = {
+        (0, 0): [1.0, -1.0, 0.0, -0.5, 0.5],
+        (1, 0): [1.0, 0.2, -1.0, -0.6, 0.84],
+        # [-1, -3, 1, 0, 2] (min -3, span 5) -> [-0.2, -1, 0.6, 0.2, 1]
+        (1, 1): [-0.2, -1.0, 0.6, 0.2, 1.0],
+    }
+    for (window, channel), x in scaled.items():
+        np.testing.assert_allclose(gaf_of_windows[window, channel], gasf(x), atol=1e-6)
 
 
-def test_gaf_of_a_flat_scaled_series_is_minus_one(gaf_of_windows):
-    # x = 0 everywhere: 0 * 0 - 1 * 1.
-    np.testing.assert_array_equal(gaf_of_windows[0, 1], -np.ones((5, 5)))
+def test_gaf_scales_the_averages_not_the_raw_series(gaf_of_windows):
+    # L = 6, s = 3: segments [0, 2), [2, 4), [4, 6); averages 1, 7, 2; min 1, span 6:
+    # x = -1, 1, -2/3 and sqrt(1 - x^2) = 0, 0, sqrt(5)/3. The second channel, 5 x - 3, has
+    # the same image: min-max scaling removes offset and amplitude.
+    series = np.array([0.0, 2.0, 4.0, 10.0, 1.0, 3.0])
+
+    images = gaf_images(np.array([[series, 5 * series - 3]]), image_size=3)
+
+    expected = [
+        [1.0, -1.0, 2 / 3],
+        [-1.0, 1.0, -2 / 3],
+        [2 / 3, -2 / 3, 4 / 9 - 5 / 9],
+    ]
+    np.testing.assert_allclose(images[0, 0], expected, atol=1e-6)
+    np.testing.assert_allclose(images[0, 1], expected, atol=1e-6)
+
+
+def test_gaf_of_a_spike_depends_on_averaging_first():
+    # [0, 0, 1, 0, 0, 9], s = 3: averages 0, 0.5, 4.5 -> x = -1, -7/9, 1, so the spike's
+    # segment sits at the top: pixel (2, 2) = 1. Scaling the raw series first would give
+    # [-1, -1, -7/9, -1, -1, 1], averages -1, -8/9, 0 and pixel (2, 2) = -1.
+    images = gaf_images(np.array([[[0.0, 0.0, 1.0, 0.0, 0.0, 9.0]]]), image_size=3)
+
+    sine = math.sqrt(32) / 9  # sqrt(1 - 49/81)
+    expected = [
+        [1.0, 7 / 9, -1.0],
+        [7 / 9, 49 / 81 - sine**2, -7 / 9],
+        [-1.0, -7 / 9, 1.0],
+    ]
+    np.testing.assert_allclose(images[0, 0], expected, atol=1e-6)
 
 
 def test_gaf_averages_unequal_segments_when_length_is_not_a_multiple():
-    # L = 5, s = 2: pyts's segment bounds are int(linspace(0, 5, 3)) = [0, 2, 5], so the
-    # two points are mean(0.2, 0.4) = 0.3 and mean(-0.3, 0.6, 0.9) = 0.4.
-    images = gaf_images(np.array([[[0.2, 0.4, -0.3, 0.6, 0.9]]]), image_size=2)
+    # L = 5, s = 3: pyts's segment bounds are int(linspace(0, 5, 4)) = [0, 1, 3, 5], so the
+    # averages are 0.2, mean(0.4, -0.3) = 0.05 and mean(0.6, 0.9) = 0.75; min 0.05, span
+    # 0.7: x = -4/7, -1, 1, and sqrt(1 - 16/49) = sqrt(33)/7.
+    images = gaf_images(np.array([[[0.2, 0.4, -0.3, 0.6, 0.9]]]), image_size=3)
 
-    np.testing.assert_allclose(images[0, 0], gasf([0.3, 0.4]), atol=1e-6)
+    expected = [
+        [16 / 49 - 33 / 49, 4 / 7, -4 / 7],
+        [4 / 7, 1.0, -1.0],
+        [-4 / 7, -1.0, 1.0],
+    ]
+    np.testing.assert_allclose(images[0, 0], expected, atol=1e-6)
+
+
+def test_gaf_of_a_flat_series_is_all_ones(gaf_of_windows):
+    # x = -1 everywhere: (-1)(-1) - 0 * 0. The averages of 123.4 over L = 12, s = 5
+    # (segments of 2 and 3 samples) differ by rounding; pyts would stretch that to [-1, 1].
+    np.testing.assert_array_equal(gaf_of_windows[0, 1], np.ones((5, 5)))
+    flat = np.array([[[123.4] * 12, [0.0] * 12, [1e5 + 0.1] * 12]])
+
+    images = gaf_images(flat, image_size=5)
+
+    np.testing.assert_array_equal(images, np.ones((1, 3, 5, 5)))
+
+
+@pytest.mark.parametrize(("length", "image_size"), [(100, 64), (30, 22), (64, 64)])
+def test_gaf_equals_pyts_with_its_own_scaling_on_the_unscaled_series(
+    gaf_of_windows, length, image_size
+):
+    from pyts.image import GramianAngularField
+
+    rng = np.random.default_rng(length)
+    X = rng.normal(size=(5, 3, length)) * 40 + 7
+    X[:, :, rng.integers(length, size=3)] += 300  # a few spikes
+
+    ours = gaf_images(X, image_size)
+
+    field = GramianAngularField(image_size, method="summation", sample_range=(-1, 1))
+    reference = field.transform(X.reshape(-1, length)).reshape(ours.shape)
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
 
 
 def test_gaf_refuses_an_image_larger_than_the_window():
@@ -223,6 +294,15 @@ def test_settings_key_is_stable_and_tells_settings_apart():
         ModalitySettings(pi_birth_range=(1.0, -1.0))
 
 
+def test_settings_key_changes_with_the_format_of_the_computation(monkeypatch):
+    # Teachers are cached under this key: a new GAF or PI computation must not reuse them.
+    before = ModalitySettings().key()
+
+    monkeypatch.setattr(modalities, "_CACHE_FORMAT", modalities._CACHE_FORMAT + 1)
+
+    assert ModalitySettings().key() != before
+
+
 WINDOWS = np.random.default_rng(0).normal(size=(4, 2, 12))
 TRAIN_INDEX = np.array([0, 1, 2])
 SETTINGS = ModalitySettings(image_size=6)
@@ -248,6 +328,11 @@ def test_compute_modalities_writes_float16_views_and_reads_them_back(tmp_path, m
     mean = train.mean(axis=(0, 2), keepdims=True)
     std = np.sqrt(((train - mean) ** 2).mean(axis=(0, 2), keepdims=True))
     np.testing.assert_allclose(views["sig"], (WINDOWS - mean) / std, rtol=1e-3, atol=1e-3)
+    # The GAF from the unscaled windows (it scales after averaging), the PI from the
+    # full-length scaled ones; float16 keeps about 3 decimal digits of values up to 1.
+    np.testing.assert_allclose(views["gaf"], gaf_images(WINDOWS, 6), atol=1e-3)
+    expected_pi = persistence_images(minmax_windows(WINDOWS), SETTINGS)
+    np.testing.assert_allclose(views["pi"], expected_pi, atol=1e-3)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached view was computed again")
