@@ -9,10 +9,7 @@ decay) with the same TPE sampler settings, and logging every trial to MLflow (sq
   `search_worker` Ray tasks + one nested MLflow run per trial (params, per-epoch metrics,
   config and checkpoint artifacts), i.e. `search.workers` as the driver runs it;
 - Ray Tune with `OptunaSearch` and `MLflowLoggerCallback`, with Tune's defaults (one new
-  actor per trial) and with ``reuse_actors=True``;
-- mmkd-search once more with the changes proposed in benchmarks/README.md emulated inside
-  the benchmark (sqlite in WAL mode with ``synchronous=NORMAL``; a 0.25 s wait after a
-  "wait" claim instead of 2 s), to show what they would buy.
+  actor per trial) and with ``reuse_actors=True``.
 
 Each run gets a fresh Ray runtime (its start-up is not timed); the systems alternate within
 each repeat. The per-trial overhead is counted in worker-slot seconds,
@@ -23,12 +20,11 @@ mmkd-search runs once more with the calls in both workers timed by category (sto
 MLflow, training, budget claims, waits, worker start-up), to show where its time goes.
 
     python benchmarks/orchestration.py            # 40 trials, 3 repeats (about 10 minutes)
-    python benchmarks/orchestration.py --quick    # 6 trials, without the emulated changes
+    python benchmarks/orchestration.py --quick    # 6 trials
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import threading
@@ -201,34 +197,17 @@ def run_tune(folder, problem, space: dict, trials: int, epochs: int, reuse: bool
     )
 
 
-def proposed_search_worker(*args):
-    """`search_worker` with the README's proposed changes emulated in its process: sqlite
-    in WAL mode without an fsync per commit, and a 0.25 s wait after a "wait" claim."""
-    import search.workers
-
-    search.workers.WAIT_SECONDS = 0.25
-    with harness.fast_sqlite():
-        return search.workers.search_worker._function(*args)
-
-
-def run_mmkd(
-    folder, problem, space: dict, trials: int, epochs: int, proposed: bool = False
-) -> Timeline:
-    import ray
-
-    worker_task = ray.remote(proposed_search_worker) if proposed else None
-    with harness.fast_sqlite() if proposed else contextlib.nullcontext():
-        outcome = harness.run_search(
-            folder,
-            problem,
-            space=space,
-            trials=trials,
-            epochs=epochs,
-            workers=2,
-            cpus_per_worker=1,
-            threads=1,
-            worker_task=worker_task,
-        )
+def run_mmkd(folder, problem, space: dict, trials: int, epochs: int) -> Timeline:
+    outcome = harness.run_search(
+        folder,
+        problem,
+        space=space,
+        trials=trials,
+        epochs=epochs,
+        workers=2,
+        cpus_per_worker=1,
+        threads=1,
+    )
     finished = [t for t in outcome.trials if t.state.name == "COMPLETE"]
     if len(finished) != trials:
         raise RuntimeError(f"mmkd-search finished {outcome.states()} for a budget of {trials}")
@@ -415,9 +394,6 @@ def main() -> None:
 
     systems = {
         "mmkd-search": lambda folder: run_mmkd(folder, problem, space, trials, EPOCHS),
-        "mmkd-search, proposed changes": lambda folder: run_mmkd(
-            folder, problem, space, trials, EPOCHS, proposed=True
-        ),
         "Ray Tune, defaults": lambda folder: run_tune(
             folder, problem, space, trials, EPOCHS, reuse=False
         ),
@@ -425,8 +401,6 @@ def main() -> None:
             folder, problem, space, trials, EPOCHS, reuse=True
         ),
     }
-    if args.quick:
-        del systems["mmkd-search, proposed changes"]
     runs = {name: [] for name in systems}
     for repeat in range(args.repeats):
         for name, run in systems.items():

@@ -4,13 +4,13 @@ Searches of the `student` method (Sig student, learning rate and weight decay se
 on synthetic cylinder-bell-funnel data (`mmkd.synthetic`), through mmkd-search's machinery
 (`search.workers`, 2 workers on a 2-CPU Ray runtime), 20 trials of up to 20 epochs with
 the `quick` preset's patience (6 epochs without improvement end a trial as COMPLETE). For
-each of 3 seeds (sampler and student seeds), the pruners ``none``, ``median`` and
-``hyperband`` run one after another. Per search: the training epochs all trials used
+each of 3 seeds (sampler and student seeds), the pruners ``none``, ``halving``, ``median``
+and ``hyperband`` run one after another. Per search: the training epochs all trials used
 (Optuna's intermediate values), the best validation accuracy of a COMPLETE trial (what
 ``mmkd-search best`` picks) and the wall time. Medians over the seeds are compared with
 ``none``.
 
-    python benchmarks/pruning.py            # 20 trials x 20 epochs, 3 seeds (about 8 minutes)
+    python benchmarks/pruning.py            # 20 trials x 20 epochs, 3 seeds (about 10 minutes)
     python benchmarks/pruning.py --quick    # 8 trials x 8 epochs, 3 seeds
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import harness
 
 DATA = "synthetic:n=600,length=100,channels=6,noise=3"
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "halving", "median", "hyperband")
 PATIENCE_SHARE = 6 / 20
 
 

@@ -19,7 +19,7 @@ from search.presets import PRESETS
 
 PROG = "mmkd-search"
 TEACHERS = ("sig", "gaf", "pi")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("halving", "median", "hyperband", "none")
 
 
 class UsageError(Exception):
@@ -126,7 +126,7 @@ def _search_parser() -> _Parser:
     parser.add_argument("--epochs", type=_positive_int, help="student epochs per trial")
     parser.add_argument("--workers", type=_positive_int, default=2, help="parallel Ray workers")
     parser.add_argument("--patience", type=_positive_int, help="stop after P epochs without gain")
-    parser.add_argument("--pruner", default="median", choices=PRUNERS)
+    parser.add_argument("--pruner", default="halving", choices=PRUNERS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--teachers", default="sig,gaf,pi", help="teachers taking part (default sig,gaf,pi)"

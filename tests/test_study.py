@@ -7,6 +7,7 @@ from search.space import load_space
 from search.study import (
     StudyMismatch,
     absolute_sqlite_url,
+    make_pruner,
     make_sampler,
     open_study,
     sampler_seed,
@@ -69,3 +70,47 @@ def test_reusing_the_same_seed_on_resume_would_repeat_points():
     _run(study, 7, 3)
     _run(study, 7, 1)
     assert study.trials[3].params["x"] == study.trials[0].params["x"]
+
+
+def _pruned_at(study, curve):
+    """Report a best-so-far curve epoch by epoch (epochs count from 1, as in `fit`);
+    the epoch at which the pruner stops the trial, or None when it runs to the end."""
+    trial = study.ask()
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return epoch
+    study.tell(trial, curve[-1])
+    return None
+
+
+def test_halving_keeps_the_top_third_at_epochs_1_3_and_9():
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("halving", 12))
+    # Fewer than 3 trials at a rung: only a trial as good as the best there goes on.
+    assert _pruned_at(study, [0.50] * 12) is None
+    assert _pruned_at(study, [0.40] * 12) == 1
+    assert _pruned_at(study, [0.60, 0.70, 0.70, 0.72] + [0.72] * 8) is None
+    # Rung at epoch 1 now has 4 values (0.5, 0.4, 0.6, 0.55): the top 4 // 3 = 1 goes on.
+    assert _pruned_at(study, [0.55] * 12) == 1
+    # Good at epoch 1, but at epoch 3 below the best there (0.70 of the third trial).
+    assert _pruned_at(study, [0.65, 0.66, 0.68] + [0.68] * 9) == 3
+    # Among the top third at epoch 1 (0.66, 0.65 of 6) and at epoch 3 (0.71 of 0.5, 0.70,
+    # 0.68, 0.71), but at epoch 9 behind 0.72, the top 3 // 3 = 1 of 0.5, 0.72, 0.71.
+    assert _pruned_at(study, [0.66, 0.71, 0.71] + [0.71] * 9) == 9
+
+
+def test_halving_first_judges_a_tenth_of_the_epochs_in():
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("halving", 20))
+    assert _pruned_at(study, [0.5] * 20) is None
+    # Worse than the first trial from epoch 1, judged at epoch 20 // 10 = 2.
+    assert _pruned_at(study, [0.4] * 20) == 2
+
+
+def test_median_waits_for_3_trials_and_a_quarter_of_the_epochs():
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", 8))
+    for _ in range(3):
+        assert _pruned_at(study, [0.5] * 8) is None
+    # Behind from the start: judged from epoch 8 // 4 = 2 on, never at epoch 1.
+    assert _pruned_at(study, [0.1] * 8) == 2
+    assert _pruned_at(study, [0.1, 0.6] + [0.6] * 6) is None
