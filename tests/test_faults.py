@@ -164,3 +164,108 @@ def test_ctrl_c_stops_within_seconds_and_leaves_nothing_running(cache_dir, workd
         if trial.state == TrialState.FAIL:
             run = client.get_run(trial.user_attrs["mlflow_run_id"])
             assert run.info.status == "KILLED"
+
+
+def _alive(pids, within):
+    """Wait up to ``within`` seconds for ``pids`` to exit; return those still running (a
+    zombie that nobody reaps has exited too)."""
+
+    def running(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + within
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return {pid for pid in pids if running(pid)}
+
+
+def test_sigkilled_driver_leaves_nothing_behind_and_a_rerun_completes_the_study(
+    cache_dir, workdir
+):
+    study_name = "driver-killed"
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from search.cli import main; sys.exit(main())",
+        "--method",
+        "student",
+        "--study",
+        study_name,
+        "--trials",
+        "2",
+        "--epochs",
+        "60",
+        "--patience",
+        "60",
+        "--pruner",
+        "none",
+        "--workers",
+        "2",
+        "--cache-dir",
+        str(cache_dir),
+    ]
+    log = open(workdir / "driver.log", "w")  # noqa: SIM115 - closed with the driver below
+    driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    helpers = set()
+    try:
+        seen = _running_trial(workdir, study_name)
+        helpers = _descendants(driver.pid)
+        driver.kill()
+        driver.wait(timeout=30)
+        killed_at = time.monotonic()
+
+        # The trials' workers die with the driver's Ray runtime within seconds.
+        running = _study(workdir, study_name).get_trials(states=(TrialState.RUNNING,))
+        workers = {t.user_attrs["worker_pid"] for t in running if "worker_pid" in t.user_attrs}
+        assert not _alive(workers, within=30)
+        killed = _study(workdir, study_name).get_trials(states=(TrialState.RUNNING,))
+        assert seen.number in {t.number for t in killed}
+
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+        # Ray's dashboard and runtime-env agents outlive a SIGKILLed driver by about a
+        # minute: before exiting they try to report the dead raylet to the dead GCS.
+        left = _alive(helpers, within=max(0.0, killed_at + 120 - time.monotonic()))
+        assert not left, f"processes of the killed driver left behind: {sorted(left)}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+        for pid in _alive(helpers, within=0):
+            os.kill(pid, signal.SIGKILL)
+
+    assert rerun.returncode == 0, rerun.stderr
+    trials = _study(workdir, study_name).get_trials()
+    assert sum(t.state in FINISHED for t in trials) == 2
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    by_number = {t.number: t for t in trials}
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    for victim in killed:
+        assert by_number[victim.number].state == TrialState.FAIL
+        if "mlflow_run_id" in victim.user_attrs:  # killed before its run was created: none
+            run = client.get_run(victim.user_attrs["mlflow_run_id"])
+            assert run.info.status in ("FAILED", "KILLED")
+            assert run.data.tags["state"] == "FAIL"
+        retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+        assert len(retries) == 1
+        assert retries[0].params == victim.params
+        assert retries[0].state in FINISHED
+
+    experiment = client.get_experiment_by_name("mmkd-basicmotions")
+    runs = client.search_runs([experiment.experiment_id], "tags.kind = 'trial'")
+    numbers = [int(run.data.tags["trial_number"]) for run in runs]
+    assert len(set(numbers)) == len(numbers)
+    for run, number in zip(runs, numbers, strict=True):
+        trial = by_number[number]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert run.data.tags["state"] == trial.state.name
+        if trial.state in FINISHED:
+            assert run.info.status == "FINISHED"
+            assert run.data.metrics["best_val_acc"] == trial.value
+    assert {t.number for t in trials if t.state in FINISHED} <= set(numbers)
+    parents = client.search_runs([experiment.experiment_id], "tags.kind = 'search'")
+    assert [run.info.status for run in parents] == ["FINISHED"]
