@@ -2,9 +2,10 @@
 
 `run_search` drives mmkd-search's own pieces the way `search.runner.run_search` does after
 its data and teachers are ready: the Optuna study (`search.study.open_study`), the MLflow
-experiment and parent run (`search.tracking`), the `BudgetCounter` actor and the long-lived
-`search_worker` Ray tasks (`search.workers`). It skips only what a benchmark must control
-itself: loading data, computing images and training teachers.
+experiment and parent run (`search.tracking`), the `BudgetCounter` actor, the
+`SharedTeacherOutputs` actor (for a method with teachers) and the long-lived `search_worker`
+Ray tasks (`search.workers`). It skips only what a benchmark must control itself: loading
+data, computing images and training teachers.
 
 Scripts import this file as a sibling module (``python benchmarks/<name>.py`` puts
 ``benchmarks/`` first on the import path).
@@ -137,34 +138,6 @@ def scratch_folder(prefix: str) -> Iterator[Path]:
         yield Path(folder)
 
 
-_FAST_SQLITE = {"on": False, "registered": False}
-
-
-def _fast_sqlite_pragmas(dbapi_connection, _record) -> None:
-    import sqlite3
-
-    if _FAST_SQLITE["on"] and isinstance(dbapi_connection, sqlite3.Connection):
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-
-@contextlib.contextmanager
-def fast_sqlite() -> Iterator[None]:
-    """While open, every new sqlite connection in this process (Optuna's and MLflow's) uses
-    write-ahead logging without an fsync per commit: the change proposed in the README."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    if not _FAST_SQLITE["registered"]:
-        event.listen(Engine, "connect", _fast_sqlite_pragmas)
-        _FAST_SQLITE["registered"] = True
-    _FAST_SQLITE["on"] = True
-    try:
-        yield
-    finally:
-        _FAST_SQLITE["on"] = False
-
-
 @dataclass
 class Problem:
     """A data set ready for trials: windows as cached float16 views, labels and split."""
@@ -254,19 +227,26 @@ def run_search(
 
     The MLflow database and experiment are created before the clock starts (both systems
     compared in these benchmarks pay that once per folder); the clock covers the study,
-    the parent run, the budget actor, shipping the arrays and every trial. Needs a running
-    Ray runtime. ``patience`` None means no early stop by patience. ``on_started`` is
-    called with the worker task references right after they are submitted (e.g. to sample
-    the workers' memory) and may return a value that lands in ``outcome.extra``.
+    the parent run, the budget actor, shipping the arrays, the shared teacher passes (for a
+    method with teachers) and every trial. Needs a running Ray runtime. ``patience`` None
+    means no early stop by patience. ``on_started`` is called with the worker task
+    references right after they are submitted (e.g. to sample the workers' memory) and may
+    return a value that lands in ``outcome.extra``.
     ``worker_task`` replaces `search_worker` by a Ray task with its signature (e.g. one that
     profiles it).
     """
     import ray
     from mlflow.tracking import MlflowClient
 
+    from mmkd.methods import method_class
     from search import tracking
     from search.study import open_study
-    from search.workers import BudgetCounter, TrialContext, search_worker
+    from search.workers import (
+        BudgetCounter,
+        TrialContext,
+        search_worker,
+        share_teacher_outputs,
+    )
 
     storage_url = f"sqlite:///{folder}/optuna.db"
     tracking_uri = f"sqlite:///{folder}/mlflow.db"
@@ -305,11 +285,15 @@ def run_search(
     counter = BudgetCounter.remote(trials, storage_url, study_name, tracking_uri)
     arrays_ref = ray.put({name: np.asarray(array) for name, array in problem.arrays.items()})
     labels_ref = ray.put(problem.labels)
-    records_ref = ray.put(teacher_records or {})
+    shared_outputs = None
+    if method_class(method).uses_teachers:
+        shared_outputs = share_teacher_outputs(
+            teacher_records or {}, arrays_ref, problem.split.train, teachers, space
+        )
     task = worker_task or search_worker
     tasks = [
         task.options(num_cpus=cpus_per_worker).remote(
-            worker, context, arrays_ref, labels_ref, problem.split, records_ref, counter
+            worker, context, arrays_ref, labels_ref, problem.split, shared_outputs, counter
         )
         for worker in range(workers)
     ]
@@ -321,6 +305,8 @@ def run_search(
 
     client.set_terminated(parent_run_id, status="FINISHED")
     ray.kill(counter)
+    if shared_outputs is not None:
+        ray.kill(shared_outputs)
     return SearchOutcome(
         seconds=seconds,
         started_at=started_at,

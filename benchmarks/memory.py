@@ -6,12 +6,13 @@ machinery (`search.workers`): 2 workers run one `ebkd` trial each (1 epoch) with
 untrained WRN16-1 teachers. While they run, psutil samples every second, for the driver and
 each worker process: RSS, USS (memory only that process holds), PSS (shared pages split
 between their users) and the resident part of its mappings of Ray's object store
-(``/dev/shm/plasma...``). Peaks are reported.
+(``/dev/shm/plasma...``). The task that computes the teacher outputs once for the search
+(`search.workers.teacher_outputs_task`) is sampled too. Peaks are reported.
 
-If each worker held private copies of the arrays, its USS would grow by at least the
-arrays' size (twice that with a float32 copy); if the arrays come from the object store
-zero-copy, the worker maps them (resident object-store pages, shared, so PSS splits them)
-and its USS holds only the model, the teacher outputs and the batches.
+If each worker held private copies of the arrays or of the teacher outputs, its USS would
+grow by at least their size; coming from the object store zero-copy, they are mapped by the
+worker (resident object-store pages, shared, so PSS splits them) and its USS holds only
+the model, the KD targets derived from the outputs and the batches.
 
     python benchmarks/memory.py            # 400 and 20,000 windows (the first run computes views)
     python benchmarks/memory.py --quick    # 400 and 4,000 windows
@@ -26,6 +27,7 @@ import harness
 
 MiB = 1024 * 1024
 TEACHERS = ("sig", "gaf", "pi")
+TEACHER_TASK = "ray::teacher_outputs_task"
 
 
 def untrained_teachers(problem) -> dict:
@@ -82,11 +84,12 @@ class MemorySampler:
         import psutil
 
         total = self._record("driver", psutil.Process(os.getpid()))
-        for process in harness.own_ray_workers("ray::search_worker"):
-            try:
-                total += self._record(f"worker pid {process.pid}", process)
-            except psutil.Error:
-                continue
+        for title, role in (("ray::search_worker", "worker"), (TEACHER_TASK, "teacher pass")):
+            for process in harness.own_ray_workers(title):
+                try:
+                    total += self._record(f"{role} pid {process.pid}", process)
+                except psutil.Error:
+                    continue
         self.total_pss_peak = max(self.total_pss_peak, total)
 
     def __call__(self, tasks) -> dict:
@@ -100,9 +103,9 @@ class MemorySampler:
 
 
 def teacher_output_bytes(problem, records) -> int:
-    """Bytes of the float32 teacher outputs (logits, features, last feature map) that a
-    worker computes on the training windows and keeps for its lifetime (`search.workers`
-    caches them per teacher snapshot)."""
+    """Bytes of the float32 teacher outputs (logits, features, last feature map) on the
+    training windows, for one teacher snapshot: computed once per search and shared through
+    the object store (`search.workers.start_teacher_outputs`)."""
     import torch
 
     from mmkd.teachers import build_from_record, teacher_outputs
@@ -148,20 +151,19 @@ def measure(n: int) -> dict:
         )
     peaks = outcome.extra["peaks"]
     workers = [values for role, values in peaks.items() if role.startswith("worker")]
+    passes = [values for role, values in peaks.items() if role.startswith("teacher pass")]
     harness.say(f"  {outcome.seconds:.0f} s, trials {outcome.states()}")
     return {
         "n": n,
         "arrays": sum(array_bytes.values()),
         "teacher_outputs": teacher_output_bytes(problem, records),
-        # `TrialRunner.teacher_outputs` converts a view's training windows to float32 whole.
-        "train_copy": max(
-            2 * problem.arrays[name][: len(problem.split.train)].nbytes for name in TEACHERS
-        ),
         "driver_rss": peaks["driver"]["rss"],
         "worker_rss": max(w["rss"] for w in workers),
         "worker_uss": max(w["uss"] for w in workers),
         "worker_pss": max(w["pss"] for w in workers),
         "worker_store": min(w["store"] for w in workers),
+        # A short pass can end between two samples; 0 then.
+        "pass_uss": max((p["uss"] for p in passes), default=0),
         "total_pss": outcome.extra["total_pss_peak"],
         "workers": len(workers),
     }
@@ -188,8 +190,9 @@ def main() -> None:
                 "worker peak USS",
                 "worker peak PSS",
                 "object store resident per worker",
+                "teacher pass task peak USS",
                 "driver peak RSS",
-                "sum of PSS (driver + workers)",
+                "sum of PSS (driver + workers + teacher pass)",
             ],
             [
                 [
@@ -200,6 +203,7 @@ def main() -> None:
                     mib(r["worker_uss"]),
                     mib(r["worker_pss"]),
                     mib(r["worker_store"]),
+                    mib(r["pass_uss"]),
                     mib(r["driver_rss"]),
                     mib(r["total_pss"]),
                 ]
@@ -211,21 +215,19 @@ def main() -> None:
     growth = large["worker_uss"] - small["worker_uss"]
     arrays = large["arrays"] - small["arrays"]
     outputs = large["teacher_outputs"] - small["teacher_outputs"]
-    copy = large["train_copy"] - small["train_copy"]
-    harness.say(
-        f"From {small['n']} to {large['n']} windows the arrays grow by {mib(arrays)} MiB and each "
-        f"worker's USS (private memory) by {mib(growth)} MiB. Expected without any private copy "
-        f"of the arrays: the float32 teacher outputs a worker keeps ({mib(outputs)} MiB) plus "
-        f"the float32 copy of one view's training windows it makes for the teacher pass "
-        f"({mib(copy)} MiB) = {mib(outputs + copy)} MiB. Private copies of the arrays would add "
-        f"{mib(arrays)}-{mib(2 * arrays)} MiB more per worker."
-    )
     mapped = large["worker_store"]
-    zero_copy = mapped >= 0.9 * large["arrays"] and growth < outputs + copy + 0.25 * arrays
     harness.say(
-        f"arrays zero-copy from the object store: each worker has {mib(mapped)} MiB of it "
-        f"resident ({mapped / large['arrays']:.0%} of the arrays), and its private growth is "
-        f"accounted for without them -> {harness.verdict(zero_copy)}"
+        f"From {small['n']} to {large['n']} windows the arrays grow by {mib(arrays)} MiB, the "
+        f"teacher outputs of one snapshot by {mib(outputs)} MiB, and each worker's USS (private "
+        f"memory) by {mib(growth)} MiB: the KD targets it derives and transient batches. A "
+        f"private copy of the arrays or of the outputs would add at least its own size. Each "
+        f"worker has {mib(mapped)} MiB of the object store resident: the views it trains on and "
+        f"the outputs its method reads, shared."
+    )
+    zero_copy = growth < min(arrays, outputs) and mapped > 0
+    harness.say(
+        f"arrays and teacher outputs zero-copy from the object store, the outputs computed "
+        f"once per search -> {harness.verdict(zero_copy)}"
     )
     harness.say_load("end")
 

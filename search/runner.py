@@ -261,8 +261,13 @@ def run_search(request: SearchRequest) -> dict:
     from mmkd.modalities import ModalitySettings, compute_modalities
     from search import tracking
     from search.sqlite import ensure_database
-    from search.study import FINISHED, counted_trials, make_storage, open_study
-    from search.workers import BudgetCounter, TrialContext, search_worker
+    from search.study import FINISHED, make_storage, open_study
+    from search.workers import (
+        BudgetCounter,
+        TrialContext,
+        search_worker,
+        share_teacher_outputs,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -345,73 +350,80 @@ def run_search(request: SearchRequest) -> dict:
                 parent_run_id,
             )
 
-        taken = counted_trials(study)
-        if taken >= request.trials:
-            _print(f"study {request.study} already has {taken} trials; nothing to run")
-        else:
-            cpus = request.cpus_per_trial or max(
-                0.25, ray.cluster_resources().get("CPU", 1) / request.workers
+        # Trials of a driver that was killed stay RUNNING until their heartbeat is
+        # stale; the budget actor fails and retries them then, so RUNNING trials do not
+        # end this run here: the workers wait for them (or for another live driver's).
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        cpus = request.cpus_per_trial or max(
+            0.25, ray.cluster_resources().get("CPU", 1) / request.workers
+        )
+        context = TrialContext(
+            method=request.method,
+            dataset=request.dataset,
+            study=request.study,
+            storage_url=request.storage_url,
+            tracking_uri=request.tracking_uri,
+            experiment_id=experiment_id,
+            parent_run_id=parent_run_id,
+            space=request.space,
+            teachers=request.teachers,
+            epochs=request.epochs,
+            patience=request.patience,
+            pruner=request.pruner,
+            seed=request.seed,
+            num_classes=dataset.num_classes,
+            in_channels=dataset.in_channels,
+            student_depth=request.preset.student_depth,
+            student_width=request.preset.student_width,
+            image_depth=request.preset.image_depth,
+            # One torch thread per worker unless --cpus-per-trial asks for more: for
+            # these small networks a second thread bought nothing on an idle machine
+            # and tripled trial times on a busy one (benchmarks/parallel.py).
+            threads=max(1, int(request.cpus_per_trial or 1)),
+            search_id=uuid.uuid4().hex,
+        )
+        _print(
+            f"study {request.study}: {finished} of {request.trials} trials done; "
+            f"{request.workers} workers x {cpus:g} CPU"
+        )
+        counter = BudgetCounter.remote(
+            request.trials, request.storage_url, request.study, request.tracking_uri
+        )
+        arrays_ref = ray.put({name: np.asarray(a) for name, a in arrays.items()})
+        labels_ref = ray.put(labels)
+        shared_outputs = None
+        if uses_teachers:
+            shared_outputs = share_teacher_outputs(
+                records, arrays_ref, split.train, request.teachers, request.space
             )
-            context = TrialContext(
-                method=request.method,
-                dataset=request.dataset,
-                study=request.study,
-                storage_url=request.storage_url,
-                tracking_uri=request.tracking_uri,
-                experiment_id=experiment_id,
-                parent_run_id=parent_run_id,
-                space=request.space,
-                teachers=request.teachers,
-                epochs=request.epochs,
-                patience=request.patience,
-                pruner=request.pruner,
-                seed=request.seed,
-                num_classes=dataset.num_classes,
-                in_channels=dataset.in_channels,
-                student_depth=request.preset.student_depth,
-                student_width=request.preset.student_width,
-                image_depth=request.preset.image_depth,
-                # One torch thread per worker unless --cpus-per-trial asks for more: for
-                # these small networks a second thread bought nothing on an idle machine
-                # and tripled trial times on a busy one (benchmarks/parallel.py).
-                threads=max(1, int(request.cpus_per_trial or 1)),
-                search_id=uuid.uuid4().hex,
+        tasks = [
+            search_worker.options(num_cpus=cpus).remote(
+                worker, context, arrays_ref, labels_ref, split, shared_outputs, counter
             )
-            _print(
-                f"study {request.study}: {taken} of {request.trials} trials done; "
-                f"{request.workers} workers x {cpus:g} CPU"
-            )
-            counter = BudgetCounter.remote(
-                request.trials, request.storage_url, request.study, request.tracking_uri
-            )
-            arrays_ref = ray.put({name: np.asarray(a) for name, a in arrays.items()})
-            records_ref = ray.put(records)
-            labels_ref = ray.put(labels)
-            tasks = [
-                search_worker.options(num_cpus=cpus).remote(
-                    worker, context, arrays_ref, labels_ref, split, records_ref, counter
-                )
-                for worker in range(request.workers)
-            ]
-            progress = Progress(study, request.trials)
-            try:
-                remaining = list(tasks)
-                while remaining:
-                    ready, remaining = ray.wait(remaining, timeout=1.0)
-                    try:
-                        ray.get(ready)
-                    except ray.exceptions.RayTaskError as error:
-                        progress.poll()
-                        raise SearchFailed(str(error.cause)) from error
-                    except ray.exceptions.RayError as error:
-                        raise SearchFailed(f"a worker was lost: {error}") from error
+            for worker in range(request.workers)
+        ]
+        progress = Progress(study, request.trials)
+        try:
+            remaining = list(tasks)
+            while remaining:
+                ready, remaining = ray.wait(remaining, timeout=1.0)
+                try:
+                    ray.get(ready)
+                except ray.exceptions.RayTaskError as error:
                     progress.poll()
+                    raise SearchFailed(str(error.cause)) from error
+                except ray.exceptions.RayError as error:
+                    raise SearchFailed(f"a worker was lost: {error}") from error
                 progress.poll()
-            except BaseException:
-                for task in tasks:
-                    ray.cancel(task, force=True)
-                _fail_unfinished(study, client, experiment_id, context.search_id)
-                raise
+            progress.poll()
+        except BaseException:
+            for task in tasks:
+                ray.cancel(task, force=True)
+            if shared_outputs is not None:
+                # Its teacher passes end with it.
+                ray.kill(shared_outputs)
+            _fail_unfinished(study, client, experiment_id, context.search_id)
+            raise
     except KeyboardInterrupt:
         outcome = "KILLED"
         raise

@@ -139,12 +139,6 @@ def open_study(
     return study
 
 
-def counted_trials(study: optuna.Study) -> int:
-    """Trials that use up budget: finished (COMPLETE, PRUNED) and RUNNING ones."""
-    states = (*FINISHED, TrialState.RUNNING)
-    return len(study.get_trials(deepcopy=False, states=states))
-
-
 def sampler_seed(base_seed: int, worker: int, trials_so_far: int) -> int:
     """A seed per worker and resume, so that no two samplers propose the same sequence."""
     return (base_seed * 1_000_003 + worker * 7_919 + trials_so_far * 104_729) % (2**31 - 1)

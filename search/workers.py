@@ -1,9 +1,11 @@
-"""Ray workers: the budget counter, teacher training tasks and trial-running tasks.
+"""Ray workers: the budget counter, teacher tasks and trial-running tasks.
 
 Each search worker is one long-lived Ray task that runs trials one after another with
 ``study.optimize`` on the shared storage. Before each trial it claims a slot from the
 `BudgetCounter` actor, so the study's total never exceeds ``--trials`` however many workers
-ask at once. Data arrays and teacher weights arrive through Ray's object store.
+ask at once. Data arrays and the teachers' outputs arrive through Ray's object store: the
+outputs are computed once per search and teacher snapshot (`SharedTeacherOutputs`), and
+every worker maps the same copy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import traceback
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -147,11 +149,111 @@ def train_teacher_task(spec, windows, labels, split, num_classes: int, threads: 
     return train_teacher(spec, tensors["windows"], tensors["labels"].long(), split, num_classes)
 
 
+def teacher_snapshots(space: dict) -> tuple[float, ...]:
+    """The teacher snapshots a space can choose: its ``snapshot`` entry's fixed value or
+    categorical choices, else the best-validation checkpoint (1.0, `TrialConfig`'s default)."""
+    entry = space.get("snapshot", {"value": 1.0})
+    return tuple(float(s) for s in ([entry["value"]] if "value" in entry else entry["choices"]))
+
+
+# One call per process: the pass leaves hundreds of MiB of freed batches in its process's
+# heap, which an idle Ray worker would keep, or carry into a search worker started in it.
+@ray.remote(num_cpus=1, max_calls=1)
+def teacher_outputs_task(records: dict, snapshot: float, arrays: dict, train, teachers) -> dict:
+    """Every teacher's outputs on the training windows for one snapshot, as float32 arrays.
+
+    Returns ``{teacher: {field of TeacherOutputs: numpy array}}``: plain numpy arrays travel
+    through the object store out of band, so each worker maps them instead of copying them.
+    One thread, as a search worker runs by default: the outputs then do not depend on how
+    many cores the task happens to get.
+    """
+    import torch
+
+    from mmkd.teachers import TeacherOutputs, build_from_record, teacher_outputs
+
+    torch.set_num_threads(1)
+    inputs = _as_tensors({name: arrays[name] for name in teachers})
+    shared = {}
+    for name in teachers:
+        outputs = teacher_outputs(build_from_record(records[name], snapshot), inputs[name][train])
+        shared[name] = {
+            field.name: getattr(outputs, field.name).numpy() for field in fields(TeacherOutputs)
+        }
+    return shared
+
+
+@ray.remote(num_cpus=0)
+class SharedTeacherOutputs:
+    """One search's teacher outputs: one copy per teacher snapshot, shared by all workers.
+
+    A snapshot's teacher pass (`teacher_outputs_task`) starts when a trial first asks for
+    it; every request gets a reference to that one result. This actor starts the passes and
+    so owns their outputs: they outlive any worker Ray kills and restarts.
+
+    Passes start on demand, neither all before the workers start nor all at once beside
+    them: with more snapshot choices than CPUs the first trials would then wait for passes
+    of snapshots they do not use. On demand a trial waits for its own snapshot's pass only,
+    and two workers asking for the same snapshot share one pass. A space that fixes the
+    snapshot starts its pass at once, so that it overlaps the workers' start-up.
+    """
+
+    def __init__(self, records: dict, arrays: list, train, teachers, space: dict):
+        # ``arrays`` holds the driver's reference in a list, so that Ray does not resolve it
+        # here: each pass maps the one copy in the object store.
+        (self.arrays_ref,) = arrays
+        self.records_ref = ray.put(records)
+        self.train, self.teachers = train, tuple(teachers)
+        self.snapshots = teacher_snapshots(space)
+        self.references: dict[float, ray.ObjectRef] = {}
+        if len(self.snapshots) == 1:
+            self.reference(self.snapshots[0])
+
+    def reference(self, snapshot: float) -> ray.ObjectRef:
+        """The reference to ``snapshot``'s outputs (`teacher_outputs_task`'s result)."""
+        if snapshot not in self.snapshots:
+            raise ValueError(
+                f"teacher snapshot {snapshot} is not among the space's choices "
+                f"({', '.join(map(str, self.snapshots))})"
+            )
+        if snapshot not in self.references:
+            self.references[snapshot] = teacher_outputs_task.remote(
+                self.records_ref, snapshot, self.arrays_ref, self.train, self.teachers
+            )
+        return self.references[snapshot]
+
+
+def share_teacher_outputs(records: dict, arrays_ref, train, teachers, space: dict):
+    """Start the `SharedTeacherOutputs` actor of one search, for every `search_worker`.
+
+    ``arrays_ref`` is the reference the workers receive too; ``space`` decides which
+    snapshots trials may ask for.
+    """
+    return SharedTeacherOutputs.remote(records, [arrays_ref], train, teachers, space)
+
+
+def fetch_teacher_outputs(shared_outputs, snapshot: float) -> dict:
+    """``snapshot``'s outputs from a `SharedTeacherOutputs` actor, as `TeacherOutputs` per
+    teacher; waits for the pass if it is still running. The tensors are backed by the object
+    store's read-only pages (no copy; nothing may write into them)."""
+    from mmkd.teachers import TeacherOutputs
+
+    reference = ray.get(shared_outputs.reference.remote(snapshot))
+    return {
+        name: TeacherOutputs(**_as_tensors(arrays)) for name, arrays in ray.get(reference).items()
+    }
+
+
 class TrialRunner:
-    """Runs trials inside one worker; teacher outputs are computed once and reused."""
+    """Runs trials inside one worker; each snapshot's teacher outputs are fetched once."""
 
     def __init__(
-        self, worker: int, context: TrialContext, arrays: dict, labels, split, teacher_records
+        self,
+        worker: int,
+        context: TrialContext,
+        arrays: dict,
+        labels,
+        split,
+        shared_outputs,
     ):
         import torch
         from mlflow.tracking import MlflowClient
@@ -161,23 +263,15 @@ class TrialRunner:
         self.inputs = _as_tensors(arrays)
         self.labels = torch.from_numpy(np.asarray(labels)).long()
         self.split = split
-        self.teacher_records = teacher_records
+        self.shared_outputs = shared_outputs
         self.client = MlflowClient(context.tracking_uri)
         self._teacher_outputs: dict[float, dict] = {}
 
     def teacher_outputs(self, snapshot: float) -> dict:
-        """Every teacher's outputs on the training windows, once per snapshot and worker."""
-        from mmkd.teachers import build_from_record, teacher_outputs
-
+        """Every teacher's outputs on the training windows for ``snapshot``, shared by all
+        workers of the search; the first call per snapshot waits for its pass if needed."""
         if snapshot not in self._teacher_outputs:
-            train = self.split.train
-            self._teacher_outputs[snapshot] = {
-                name: teacher_outputs(
-                    build_from_record(self.teacher_records[name], snapshot),
-                    self.inputs[name][train],
-                )
-                for name in self.context.teachers
-            }
+            self._teacher_outputs[snapshot] = fetch_teacher_outputs(self.shared_outputs, snapshot)
         return self._teacher_outputs[snapshot]
 
     def objective(self, trial) -> float:
@@ -321,9 +415,13 @@ WORKER_RESTARTS = 10
 
 @ray.remote(max_retries=WORKER_RESTARTS)
 def search_worker(
-    worker: int, context: TrialContext, arrays: dict, labels, split, teacher_records, counter
+    worker: int, context: TrialContext, arrays: dict, labels, split, shared_outputs, counter
 ) -> dict:
-    """Run trials until the budget is used up; returns counts of what this worker ran."""
+    """Run trials until the budget is used up; returns counts of what this worker ran.
+
+    ``shared_outputs`` is the search's `SharedTeacherOutputs` actor (None for a method
+    without teachers).
+    """
     import optuna
     import torch
 
@@ -353,7 +451,7 @@ def search_worker(
         attrs = trial.user_attrs
         if attrs.get("search_id") == context.search_id and attrs.get("worker") == worker:
             fail_and_retry(study, trial, context.tracking_uri)
-    runner = TrialRunner(worker, context, arrays, labels, split, teacher_records)
+    runner = TrialRunner(worker, context, arrays, labels, split, shared_outputs)
 
     outcome: dict = {}
 

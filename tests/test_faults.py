@@ -197,10 +197,11 @@ def test_sigkilled_driver_leaves_nothing_behind_and_a_rerun_completes_the_study(
         study_name,
         "--trials",
         "2",
+        # About 30 ms an epoch here: 600 epochs keep a trial running for the kill below.
         "--epochs",
-        "60",
+        "600",
         "--patience",
-        "60",
+        "600",
         "--pruner",
         "none",
         "--workers",
