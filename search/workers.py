@@ -366,8 +366,17 @@ class TrialRunner:
         else:
             state, reason = "COMPLETE", f"stopped after {result.stop_reason}"
         trial.set_user_attr("stop_reason", reason)
-        trial.set_user_attr("test_acc", result.test_acc)
         trial.set_user_attr("epochs_run", result.epochs_run)
+        summary = {
+            "best_epoch": float(result.best_epoch),
+            "epochs_run": float(result.epochs_run),
+            "seconds": time.perf_counter() - started,
+        }
+        # A loss that went non-finite in the first epoch leaves no validated checkpoint:
+        # no accuracy is recorded rather than a 0 that was never measured.
+        if result.state is not None:
+            trial.set_user_attr("test_acc", result.test_acc)
+            summary.update(best_val_acc=result.best_val_acc, test_acc=result.test_acc)
 
         searched = {key: params[key] for key in trial.params}
         tracking.log_trial_result(
@@ -375,13 +384,7 @@ class TrialRunner:
             run_id,
             params,
             result.history,
-            {
-                "best_val_acc": result.best_val_acc,
-                "test_acc": result.test_acc,
-                "best_epoch": float(result.best_epoch),
-                "epochs_run": float(result.epochs_run),
-                "seconds": time.perf_counter() - started,
-            },
+            summary,
             {"state": state, "stop_reason": reason, "searched_params": json.dumps(searched)},
         )
         self._log_artifacts(run_id, config, result.state)

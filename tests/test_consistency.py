@@ -171,3 +171,7 @@ def test_a_nonfinite_loss_prunes_its_trial_and_the_search_goes_on(ray_runtime, c
         else:
             assert trial.user_attrs["epochs_run"] == 0
             assert trial.value is None
+            # Nothing was validated: no accuracy on either side, not a made-up 0.
+            assert "test_acc" not in trial.user_attrs
+            assert "best_val_acc" not in run.data.metrics
+            assert "test_acc" not in run.data.metrics
