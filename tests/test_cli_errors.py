@@ -141,3 +141,37 @@ def test_help_and_argument_checks_import_nothing_heavy(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _make_unwritable(folder):
+    """Root ignores permission bits, so as root the folder is made immutable instead."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: no way to make a folder unwritable")
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i failed here: {done.stderr.decode().strip()}")
+    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_a_working_folder_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    restore = _make_unwritable(folder)
+    try:
+        assert not os.access(folder, os.W_OK)
+        monkeypatch.chdir(folder)
+        code = main(["--method", "student", "--cache-dir", str(tmp_path / "cache")])
+        captured = capsys.readouterr()
+        assert os.listdir(folder) == []
+    finally:
+        restore()
+    lines = captured.err.splitlines()
+    assert code == 2
+    assert len(lines) == 1, captured.err
+    assert "not writable" in lines[0] and str(folder) in lines[0]
+    assert not (tmp_path / "cache").exists()

@@ -108,7 +108,9 @@ def _descendants(pid):
     return found
 
 
-def test_ctrl_c_stops_within_seconds_and_leaves_nothing_running(cache_dir, workdir):
+def test_ctrl_c_stops_within_seconds_leaves_nothing_running_and_the_study_resumes(
+    cache_dir, workdir
+):
     study_name = "interrupted"
     command = [
         sys.executable,
@@ -164,6 +166,15 @@ def test_ctrl_c_stops_within_seconds_and_leaves_nothing_running(cache_dir, workd
         if trial.state == TrialState.FAIL:
             run = client.get_run(trial.user_attrs["mlflow_run_id"])
             assert run.info.status == "KILLED"
+
+    # The same command resumes the study to the same total.
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = _study(workdir, study_name).get_trials()
+    assert sum(t.state in FINISHED for t in trials) == 6
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    parents = client.search_runs([experiment.experiment_id], "tags.kind = 'search'")
+    assert [run.info.status for run in parents] == ["FINISHED"]
 
 
 def _alive(pids, within):

@@ -1,0 +1,56 @@
+"""Cached teachers that cannot be read are trained again, with a warning, never trusted."""
+
+import logging
+
+import torch
+
+from mmkd.teachers import load_teacher_record, save_teacher
+
+
+def _record():
+    return {"spec": {"modality": "sig", "epochs": 2}, "state": {"w": torch.arange(6.0)}}
+
+
+def test_a_saved_record_loads_back(tmp_path):
+    path = tmp_path / "teachers" / "t.pt"
+    save_teacher(_record(), path)
+    record = load_teacher_record(path)
+    assert record["spec"] == {"modality": "sig", "epochs": 2}
+    assert torch.equal(record["state"]["w"], torch.arange(6.0))
+    assert [p.name for p in path.parent.iterdir()] == ["t.pt"]
+
+
+def test_a_truncated_record_is_dropped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "t.pt"
+    save_teacher(_record(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+    with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
+        assert load_teacher_record(path) is None
+    assert len(caplog.records) == 1
+    assert str(path) in caplog.records[0].getMessage()
+    assert "training it again" in caplog.records[0].getMessage()
+
+
+def test_a_foreign_file_is_dropped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "t.pt"
+    path.write_text("not a checkpoint\n")
+    with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
+        assert load_teacher_record(path) is None
+    assert len(caplog.records) == 1
+
+
+def test_a_record_with_pickled_code_is_refused_not_run(tmp_path, caplog):
+    # Weights-only loading: a checkpoint that would run code on load is not trusted.
+    path = tmp_path / "t.pt"
+    torch.save({"spec": {}, "hook": logging.getLogger}, path)
+    with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
+        assert load_teacher_record(path) is None
+    assert len(caplog.records) == 1
+
+
+def test_a_missing_record_is_none_without_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
+        assert load_teacher_record(tmp_path / "absent.pt") is None
+    assert caplog.records == []
