@@ -173,6 +173,18 @@ def test_invalid_yaml_is_named_with_its_line(tmp_path):
     assert "line" in message
 
 
+def test_yaml_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    path = write_space(
+        tmp_path, f'beta: !!python/object/apply:os.mkdir ["{marker}"]\n', name="evil.yaml"
+    )
+
+    message = space_error("ebkd", path)
+
+    assert "not valid YAML" in message and str(path) in message
+    assert not marker.exists()
+
+
 def test_top_level_must_be_a_mapping(tmp_path):
     path = write_space(tmp_path, "- lr\n- beta\n")
 
