@@ -130,7 +130,8 @@ def _print(text: str) -> None:
 
 
 class Progress:
-    """Prints one line per finished trial, with the best value so far."""
+    """Prints one line per trial that ends during this run, with the best value so far;
+    trials that ended in earlier runs of the study count, but are not printed again."""
 
     def __init__(self, study, budget: int):
         self.study = study
@@ -138,8 +139,9 @@ class Progress:
         self.seen: set[int] = set()
         self.best: tuple[float, int] | None = None
         self.done = 0
+        self.poll(echo=False)
 
-    def poll(self) -> None:
+    def poll(self, echo: bool = True) -> None:
         from optuna.trial import TrialState
 
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -157,10 +159,11 @@ class Progress:
             if trial.state == TrialState.FAIL:
                 value = "failed; retried"
             best = "-" if self.best is None else f"{self.best[0]:.3f} (trial {self.best[1]})"
-            _print(
-                f"[{self.done:>3}/{self.budget}] trial {trial.number:>3} {trial.state.name:<8} "
-                f"{value:<16} best {best}"
-            )
+            if echo:
+                _print(
+                    f"[{self.done:>3}/{self.budget}] trial {trial.number:>3} "
+                    f"{trial.state.name:<8} {value:<16} best {best}"
+                )
 
 
 def _teacher_specs(request: SearchRequest, data_hash: str, split_key: str, image_key: str):
@@ -396,13 +399,13 @@ def run_search(request: SearchRequest) -> dict:
             shared_outputs = share_teacher_outputs(
                 records, arrays_ref, split.train, request.teachers, request.space
             )
+        progress = Progress(study, request.trials)
         tasks = [
             search_worker.options(num_cpus=cpus).remote(
                 worker, context, arrays_ref, labels_ref, split, shared_outputs, counter
             )
             for worker in range(request.workers)
         ]
-        progress = Progress(study, request.trials)
         try:
             remaining = list(tasks)
             while remaining:

@@ -114,3 +114,30 @@ def test_median_waits_for_3_trials_and_a_quarter_of_the_epochs():
     # Behind from the start: judged from epoch 8 // 4 = 2 on, never at epoch 1.
     assert _pruned_at(study, [0.1] * 8) == 2
     assert _pruned_at(study, [0.1, 0.6] + [0.6] * 6) is None
+
+
+def test_progress_prints_only_trials_that_end_during_this_run(capsys):
+    from search.runner import Progress
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda trial: 0.5, n_trials=2)
+    progress = Progress(study, budget=3)
+    assert capsys.readouterr().out == ""
+
+    study.optimize(lambda trial: 0.75, n_trials=1)
+    progress.poll()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    assert lines[0].split() == [
+        "[",
+        "3/3]",
+        "trial",
+        "2",
+        "COMPLETE",
+        "val",
+        "0.750",
+        "best",
+        "0.750",
+        "(trial",
+        "2)",
+    ]
