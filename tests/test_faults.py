@@ -136,7 +136,14 @@ def test_ctrl_c_stops_within_seconds_leaves_nothing_running_and_the_study_resume
         str(cache_dir),
     ]
     log = open(workdir / "driver.log", "w")  # noqa: SIM115 - closed with the driver below
-    driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    # A shell that starts this test in the background ignores SIGINT for it, and the
+    # driver would inherit that; a user's terminal delivers Ctrl-C, so restore it.
+    driver = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         _running_trial(workdir, study_name)
         time.sleep(1.0)
