@@ -255,11 +255,32 @@ def _check_url(option: str, url: str) -> None:
     path = _sqlite_path(url)
     if path is None:
         return
+    if str(path) in (":memory:", ""):
+        raise UsageError(f"{option}: {url!r} is no file that workers can share; name a file")
     folder = (path.parent if path.is_absolute() else Path.cwd() / path.parent).resolve()
     if not folder.is_dir():
         raise UsageError(f"{option}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise UsageError(f"{option}: folder {folder} is not writable")
+    from search.sqlite import existing_database_problem
+
+    # Read-only, before anything is created: a wrong file is refused as it is found.
+    table = "studies" if option == "--storage" else "experiments"
+    problem = existing_database_problem(folder / path.name, table)
+    if problem:
+        raise UsageError(f"{option}: cannot open {url}: {problem}")
+
+
+def _check_cache_dir(folder: str) -> None:
+    """The cache folder, or the nearest folder above it that exists, must be writable."""
+    path = Path(folder).resolve()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise UsageError(f"--cache-dir: {path} is not a folder")
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"--cache-dir: {existing} is not a writable folder")
 
 
 def _default_study(method, dataset, preset, teachers, split, seed) -> str:
@@ -275,6 +296,7 @@ def _search(argv: list[str]) -> int:
     teachers = _check_teachers(args.teachers, args.method)
     _check_url("--storage", args.storage)
     _check_url("--tracking-uri", args.tracking_uri)
+    _check_cache_dir(args.cache_dir)
     if not os.access(Path.cwd(), os.W_OK):
         raise UsageError(f"the working folder {Path.cwd()} is not writable; run from another")
     preset = PRESETS[args.preset]

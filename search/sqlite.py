@@ -82,3 +82,22 @@ def ensure_database(url: str, initialise: Callable[[str], None]) -> None:
             pass
     finally:
         os.unlink(temporary)
+
+
+def existing_database_problem(path: Path, expected_table: str) -> str | None:
+    """What is wrong with an existing sqlite file for its role, read without changing it:
+    not a database, or a database of another kind (``expected_table`` missing while it has
+    tables). None when the file does not exist, is empty, or fits."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        return str(error)
+    if tables and expected_table not in tables:
+        return f"a database without a {expected_table!r} table (another tool's?)"
+    return None

@@ -18,6 +18,7 @@ BAD_SPACES = {
     "bad.yaml": "lr: {type: float, low: 0.01\n",
     "unknown.yaml": "lamda3: 1.0\n",
     "empty.npz": "",
+    "junk.db": "not a database\n",
 }
 
 # Each case: the arguments, and the words the error line must contain (the option or file).
@@ -78,6 +79,18 @@ CASES = {
     "windows shorter than the images": (
         ["--method", "student", "--dataset", "synthetic:n=60,length=16"],
         ["16 samples", "32x32"],
+    ),
+    "storage file that is no database": (
+        ["--method", "student", "--storage", "sqlite:///junk.db"],
+        ["--storage", "junk.db", "not a database"],
+    ),
+    "storage in memory": (
+        ["--method", "student", "--storage", "sqlite:///:memory:"],
+        ["--storage", ":memory:"],
+    ),
+    "cache folder that is a file": (
+        ["--method", "student", "--cache-dir", "junk.db"],
+        ["--cache-dir", "junk.db", "not a folder"],
     ),
     "storage server that cannot be reached": (
         ["--method", "student", "--storage", "postgresql://127.0.0.1:1/x"],
@@ -175,3 +188,33 @@ def test_a_working_folder_that_cannot_be_written_is_refused_before_any_work(
     assert len(lines) == 1, captured.err
     assert "not writable" in lines[0] and str(folder) in lines[0]
     assert not (tmp_path / "cache").exists()
+
+
+def test_each_database_of_the_other_tool_is_refused_and_left_unchanged(
+    tmp_path, monkeypatch, capsys
+):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    optuna.create_study(storage="sqlite:///optuna.db", study_name="kept")
+    MlflowClient("sqlite:///mlflow.db").search_experiments()
+    before = {name: (tmp_path / name).read_bytes() for name in ("optuna.db", "mlflow.db")}
+
+    swapped = ["--storage", "sqlite:///mlflow.db", "--tracking-uri", "sqlite:///optuna.db"]
+    for option in ("--storage", "--tracking-uri"):
+        argv = (
+            ["--method", "student", *swapped[:2]]
+            if option == "--storage"
+            else [
+                "--method",
+                "student",
+                *swapped[2:],
+            ]
+        )
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and option in lines[0] and "another tool" in lines[0], lines
+
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert not (tmp_path / "mlruns").exists()
