@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from mmkd.config import AVER_MODES, OPTIMIZERS, SCHEDULES, TrialConfig
+from mmkd.config import AVER_MODES, OPTIMIZERS, SCHEDULES, SNAPSHOTS, TrialConfig
 from mmkd.methods import METHODS
 
 SHARED_KEYS = (
@@ -37,6 +37,8 @@ SHARED_KEYS = (
     "grad_clip",
 )
 ENTRY_KEYS = {"type", "low", "high", "log", "step", "choices"}
+# Parameters with a few valid values, not a range: searched as categorical or fixed.
+DISCRETE_ONLY = {"snapshot": ", ".join(map(str, SNAPSHOTS))}
 BRANCH_SETS = ("sig", "sig+gaf", "sig+pi", "sig+gaf+pi")
 
 _FIELD_TYPES = {f.name: f.type for f in fields(TrialConfig)}
@@ -144,6 +146,11 @@ def _check_entry(source: str, key: str, entry) -> dict:
         return {"type": "categorical", "choices": checked}
     if kind not in ("float", "int"):
         raise SpaceError(f"{source}: {key}: type must be float, int or categorical, got {kind!r}")
+    if key in DISCRETE_ONLY:
+        raise SpaceError(
+            f"{source}: {key}: takes only the values {DISCRETE_ONLY[key]}; search it as "
+            "categorical with some of them as choices"
+        )
     if _FIELD_TYPES[key] == "str" or (kind == "float" and _FIELD_TYPES[key] == "int"):
         raise SpaceError(f"{source}: {key}: cannot be searched as {kind}")
     for bound in ("low", "high"):

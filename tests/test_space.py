@@ -468,3 +468,13 @@ def test_methods_with_a_fixed_student_do_not_take_branches(method):
 def test_image_branch_methods_accept_a_student_with_more_branches():
     space = load_space("camkd", assignments=["branches=sig+gaf+pi"])
     assert space["branches"] == {"value": "sig+gaf+pi"}
+
+
+@pytest.mark.parametrize("step", ["", ", step: 0.25"])
+def test_a_snapshot_range_is_refused_naming_its_values(tmp_path, step):
+    path = write_space(tmp_path, f"snapshot: {{type: float, low: 0.25, high: 1.0{step}}}\n")
+
+    message = space_error("eskd", path)
+
+    assert message.startswith(f"{path}: snapshot: takes only the values 0.25, 0.5, 0.75, 1.0")
+    assert "categorical" in message
