@@ -136,7 +136,9 @@ def _search_parser() -> _Parser:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="fix one parameter"
     )
-    parser.add_argument("--study", help="study name (default: derived from the settings)")
+    parser.add_argument(
+        "--study", type=_study_name, help="study name (default: derived from the settings)"
+    )
     parser.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL")
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI")
     parser.add_argument("--cache-dir", default=".mmkd-cache", help="modality/teacher cache")
@@ -155,7 +157,9 @@ def _best_parser() -> _Parser:
     parser.add_argument("--preset", default="quick", choices=tuple(PRESETS))
     parser.add_argument("--teachers", default="sig,gaf,pi")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--study", help="study name (default: derived as for the search)")
+    parser.add_argument(
+        "--study", type=_study_name, help="study name (default: derived as for the search)"
+    )
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     parser.add_argument("--output", metavar="FILE", help="also write the result to FILE")
     parser.add_argument("--format", default="yaml", choices=("yaml", "json"))
@@ -281,6 +285,15 @@ def _check_cache_dir(folder: str) -> None:
         raise UsageError(f"--cache-dir: {path} is not a folder")
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UsageError(f"--cache-dir: {existing} is not a writable folder")
+
+
+def _study_name(text: str) -> str:
+    """A study name: MLflow filters and file names take it as it is, so no quotes."""
+    if not text or any(c in text for c in "'\"\\") or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use letters, digits and punctuation other than quotes and backslashes"
+        )
+    return text
 
 
 def _default_study(method, dataset, preset, teachers, split, seed) -> str:

@@ -84,6 +84,7 @@ CASES = {
         ["--method", "student", "--storage", "sqlite:///junk.db"],
         ["--storage", "junk.db", "not a database"],
     ),
+    "study name with a quote": (["--method", "student", "--study", "my'study"], ["--study"]),
     "storage in memory": (
         ["--method", "student", "--storage", "sqlite:///:memory:"],
         ["--storage", ":memory:"],
