@@ -108,33 +108,23 @@ def _descendants(pid):
     return found
 
 
+def _driver_command(study_name, cache_dir, trials, epochs):
+    """A search of the Sig student as its own process, without pruning or early stop."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from search.cli import main; sys.exit(main())",
+        *("--method", "student", "--study", study_name, "--workers", "2"),
+        *("--trials", str(trials), "--epochs", str(epochs), "--patience", str(epochs)),
+        *("--pruner", "none", "--teacher-epochs", "6", "--cache-dir", str(cache_dir)),
+    ]
+
+
 def test_ctrl_c_stops_within_seconds_leaves_nothing_running_and_the_study_resumes(
     cache_dir, workdir
 ):
     study_name = "interrupted"
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from search.cli import main; sys.exit(main())",
-        "--method",
-        "student",
-        "--study",
-        study_name,
-        "--trials",
-        "6",
-        "--epochs",
-        "200",
-        "--patience",
-        "200",
-        "--pruner",
-        "none",
-        "--workers",
-        "2",
-        "--teacher-epochs",
-        "6",
-        "--cache-dir",
-        str(cache_dir),
-    ]
+    command = _driver_command(study_name, cache_dir, trials=6, epochs=200)
     log = open(workdir / "driver.log", "w")  # noqa: SIM115 - closed with the driver below
     # A shell that starts this test in the background ignores SIGINT for it, and the
     # driver would inherit that; a user's terminal delivers Ctrl-C, so restore it.
@@ -205,28 +195,8 @@ def test_sigkilled_driver_leaves_nothing_behind_and_a_rerun_completes_the_study(
     cache_dir, workdir
 ):
     study_name = "driver-killed"
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from search.cli import main; sys.exit(main())",
-        "--method",
-        "student",
-        "--study",
-        study_name,
-        "--trials",
-        "2",
-        # About 30 ms an epoch here: 600 epochs keep a trial running for the kill below.
-        "--epochs",
-        "600",
-        "--patience",
-        "600",
-        "--pruner",
-        "none",
-        "--workers",
-        "2",
-        "--cache-dir",
-        str(cache_dir),
-    ]
+    # About 30 ms an epoch here: 600 epochs keep a trial running for the kill below.
+    command = _driver_command(study_name, cache_dir, trials=2, epochs=600)
     log = open(workdir / "driver.log", "w")  # noqa: SIM115 - closed with the driver below
     driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     helpers = set()
