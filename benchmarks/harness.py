@@ -2,10 +2,10 @@
 
 `run_search` drives mmkd-search's own pieces the way `search.runner.run_search` does after
 its data and teachers are ready: the Optuna study (`search.study.open_study`), the MLflow
-experiment and parent run (`search.tracking`), the `BudgetCounter` actor, the
-`SharedTeacherOutputs` actor (for a method with teachers) and the long-lived `search_worker`
-Ray tasks (`search.workers`). It skips only what a benchmark must control itself: loading
-data, computing images and training teachers.
+experiment and parent run (`search.tracking`), and `search.workers.start_search` (the
+`BudgetCounter` and `TrialTracker` actors, the `SharedTeacherOutputs` actor for a method
+with teachers, and the long-lived `search_worker` Ray tasks). It skips only what a benchmark
+must control itself: loading data, computing images and training teachers.
 
 Scripts import this file as a sibling module (``python benchmarks/<name>.py`` puts
 ``benchmarks/`` first on the import path).
@@ -223,30 +223,24 @@ def run_search(
     on_started=None,
     worker_task=None,
 ) -> SearchOutcome:
-    """One search with mmkd-search's study, tracking, budget actor and worker tasks.
+    """One search with mmkd-search's study, tracking, actors and worker tasks.
 
     The MLflow database and experiment are created before the clock starts (both systems
     compared in these benchmarks pay that once per folder); the clock covers the study,
-    the parent run, the budget actor, shipping the arrays, the shared teacher passes (for a
-    method with teachers) and every trial. Needs a running Ray runtime. ``patience`` None
-    means no early stop by patience. ``on_started`` is called with the worker task
-    references right after they are submitted (e.g. to sample the workers' memory) and may
-    return a value that lands in ``outcome.extra``.
+    the parent run, the budget and tracker actors, shipping the arrays, the shared teacher
+    passes (for a method with teachers) and every trial. Needs a running Ray runtime.
+    ``patience`` None means no early stop by patience. ``on_started`` is called with the
+    worker task references right after they are submitted (e.g. to sample the workers'
+    memory) and may return a value that lands in ``outcome.extra``.
     ``worker_task`` replaces `search_worker` by a Ray task with its signature (e.g. one that
     profiles it).
     """
     import ray
     from mlflow.tracking import MlflowClient
 
-    from mmkd.methods import method_class
     from search import tracking
     from search.study import open_study
-    from search.workers import (
-        BudgetCounter,
-        TrialContext,
-        search_worker,
-        share_teacher_outputs,
-    )
+    from search.workers import TrialContext, start_search
 
     storage_url = f"sqlite:///{folder}/optuna.db"
     tracking_uri = f"sqlite:///{folder}/mlflow.db"
@@ -282,31 +276,25 @@ def run_search(
         threads=threads,
         search_id=uuid.uuid4().hex,
     )
-    counter = BudgetCounter.remote(trials, storage_url, study_name, tracking_uri)
-    arrays_ref = ray.put({name: np.asarray(array) for name, array in problem.arrays.items()})
-    labels_ref = ray.put(problem.labels)
-    shared_outputs = None
-    if method_class(method).uses_teachers:
-        shared_outputs = share_teacher_outputs(
-            teacher_records or {}, arrays_ref, problem.split.train, teachers, space
-        )
-    task = worker_task or search_worker
-    tasks = [
-        task.options(num_cpus=cpus_per_worker).remote(
-            worker, context, arrays_ref, labels_ref, problem.split, shared_outputs, counter
-        )
-        for worker in range(workers)
-    ]
+    search = start_search(
+        context,
+        budget=trials,
+        workers=workers,
+        cpus=cpus_per_worker,
+        arrays=problem.arrays,
+        labels=problem.labels,
+        split=problem.split,
+        teacher_records=teacher_records or {},
+        task=worker_task,
+    )
     extra = {}
     if on_started is not None:
-        extra = on_started(tasks) or {}
-    results = ray.get(tasks)
+        extra = on_started(search.tasks) or {}
+    results = ray.get(search.tasks)
     seconds = time.perf_counter() - started
 
     client.set_terminated(parent_run_id, status="FINISHED")
-    ray.kill(counter)
-    if shared_outputs is not None:
-        ray.kill(shared_outputs)
+    search.stop()
     return SearchOutcome(
         seconds=seconds,
         started_at=started_at,

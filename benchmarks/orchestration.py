@@ -296,45 +296,40 @@ class _Ledger:
 
 
 STORAGE = "Optuna storage calls (sqlite)"
-MLFLOW = "MLflow calls (sqlite + artifact files)"
+MLFLOW = "waiting for the TrialTracker (MLflow run ids and writes)"
 TRAINING = "training: fit() less its per-epoch report"
 OTHER = "rest of study.optimize (sampler, suggest, student build, ...)"
 CLAIM = "budget claims (round trip to the BudgetCounter actor)"
 WAIT = "sleeping after a 'wait' claim (end of the search)"
-START = "worker start-up (imports, storage + MLflow clients, arrays)"
+START = "worker start-up (imports, storage client, arrays)"
 
 
 def timed_search_worker(*args):
     """`search_worker` with its calls timed by category, in its own Ray worker process.
 
     Wraps, in this process only: `optuna.Study.optimize` (one trial each), every method of
-    the RDB storage and of the MLflow client, `mmkd.train.fit`, `ray.get` (the budget
-    claims) and `time.sleep` (waits after a "wait" claim). What none of them covers is the
-    worker's start-up.
+    the RDB storage, `mmkd.train.fit`, the waits for the tracker (a run's id, the end of its
+    writes), the budget claims and `time.sleep` (waits after a "wait" claim). What none of
+    them covers is the worker's start-up.
     """
     started = time.perf_counter()
-    import mlflow.tracking
     import optuna
-    import ray
     from optuna.storages._rdb.storage import RDBStorage
 
     import mmkd.train
-    from search.workers import search_worker
+    from search import workers
 
     ledger = _Ledger()
-    for owner, category, private in (
-        (RDBStorage, STORAGE, True),
-        (mlflow.tracking.MlflowClient, MLFLOW, False),
-    ):
-        for name, value in list(vars(owner).items()):
-            plain = inspect.isfunction(value) and not name.startswith("__")
-            if plain and (private or not name.startswith("_")):
-                ledger.wrap(owner, name, category)
+    for name, value in list(vars(RDBStorage).items()):
+        if inspect.isfunction(value) and not name.startswith("__"):
+            ledger.wrap(RDBStorage, name, STORAGE)
     ledger.wrap(mmkd.train, "fit", TRAINING)
     ledger.wrap(optuna.Study, "optimize", OTHER)
-    ledger.wrap(ray, "get", CLAIM)
+    ledger.wrap(workers._TrialRun, "link", MLFLOW)
+    ledger.wrap(workers.TrialRunner, "_finish", MLFLOW)
+    ledger.wrap(workers, "_claim", CLAIM)
     ledger.wrap(time, "sleep", WAIT)
-    result = search_worker._function(*args)
+    result = workers.search_worker._function(*args)
     ledger.switch()
     seconds = time.perf_counter() - started
     totals = dict(ledger.totals)

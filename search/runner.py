@@ -254,7 +254,6 @@ def _as_completed(references: list):
 
 def run_search(request: SearchRequest) -> dict:
     """Run (or resume) one search; returns a summary of the study at the end."""
-    import numpy as np
     import optuna
     import ray
     from mlflow.tracking import MlflowClient
@@ -265,12 +264,7 @@ def run_search(request: SearchRequest) -> dict:
     from search import tracking
     from search.sqlite import ensure_database
     from search.study import FINISHED, make_storage, open_study
-    from search.workers import (
-        BudgetCounter,
-        TrialContext,
-        search_worker,
-        share_teacher_outputs,
-    )
+    from search.workers import TrialContext, start_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -389,25 +383,19 @@ def run_search(request: SearchRequest) -> dict:
             f"study {request.study}: {finished} of {request.trials} trials done; "
             f"{request.workers} workers x {cpus:g} CPU"
         )
-        counter = BudgetCounter.remote(
-            request.trials, request.storage_url, request.study, request.tracking_uri
+        search = start_search(
+            context,
+            budget=request.trials,
+            workers=request.workers,
+            cpus=cpus,
+            arrays=arrays,
+            labels=labels,
+            split=split,
+            teacher_records=records,
         )
-        arrays_ref = ray.put({name: np.asarray(a) for name, a in arrays.items()})
-        labels_ref = ray.put(labels)
-        shared_outputs = None
-        if uses_teachers:
-            shared_outputs = share_teacher_outputs(
-                records, arrays_ref, split.train, request.teachers, request.space
-            )
         progress = Progress(study, request.trials)
-        tasks = [
-            search_worker.options(num_cpus=cpus).remote(
-                worker, context, arrays_ref, labels_ref, split, shared_outputs, counter
-            )
-            for worker in range(request.workers)
-        ]
         try:
-            remaining = list(tasks)
+            remaining = list(search.tasks)
             while remaining:
                 ready, remaining = ray.wait(remaining, timeout=1.0)
                 try:
@@ -420,11 +408,7 @@ def run_search(request: SearchRequest) -> dict:
                 progress.poll()
             progress.poll()
         except BaseException:
-            for task in tasks:
-                ray.cancel(task, force=True)
-            if shared_outputs is not None:
-                # Its teacher passes end with it.
-                ray.kill(shared_outputs)
+            search.stop()
             _fail_unfinished(study, client, experiment_id, context.search_id)
             raise
     except KeyboardInterrupt:
@@ -444,25 +428,28 @@ def run_search(request: SearchRequest) -> dict:
 def _fail_unfinished(study, client, experiment_id: str, search_id: str) -> None:
     """Mark this search's RUNNING trials failed and close their MLflow runs as killed.
 
-    Called after the workers were stopped, so that nothing is left RUNNING; the budget does
-    not count failed trials, so the next run of the same command fills their slots. A
-    worker stopped between asking for a trial and tagging it leaves a trial without
-    ``worker_pid``; such trials are failed too (another live search tags its trials within
-    milliseconds of asking).
+    Called after the workers and the tracker were stopped, so that nothing is left RUNNING;
+    the budget does not count failed trials, so the next run of the same command fills
+    their slots. A worker stopped between asking for a trial and tagging it leaves a trial
+    without ``worker_pid``; such trials are failed too (another live search tags its trials
+    within milliseconds of asking). A run that its tracker finished just before the worker
+    could tell Optuna is closed as killed too, so that both sides agree.
     """
     from optuna.trial import TrialState
 
     from search import tracking
 
+    runs = set()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
         if attrs.get("search_id") == search_id or "worker_pid" not in attrs:
             study.tell(trial.number, state=TrialState.FAIL)
+            runs.add(attrs.get("mlflow_run_id"))
     for run in tracking.trial_runs(client, experiment_id, study.study_name, state="RUNNING"):
         if run.data.tags.get("search_id") == search_id:
-            client.set_tag(run.info.run_id, "state", "FAIL")
-            client.set_tag(run.info.run_id, "error", "search interrupted")
-            client.set_terminated(run.info.run_id, status="KILLED")
+            runs.add(run.info.run_id)
+    for run_id in runs - {None}:
+        tracking.close_failed_run(client, run_id, "search interrupted", "KILLED")
 
 
 def summarise(study, seconds: float) -> dict:

@@ -49,15 +49,27 @@ class RetryStaleTrial:
 
     def __call__(self, study: optuna.Study, trial) -> None:
         self.retry(study, trial)
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if not (run_id and self.tracking_uri):
+        if not self.tracking_uri:
             return
+        # Rare, and never in a worker's trial loop: mlflow is imported only here.
         from mlflow.tracking import MlflowClient
 
+        from search import tracking
+
         client = MlflowClient(self.tracking_uri)
-        client.set_tag(run_id, "state", "FAIL")
-        client.set_tag(run_id, "error", "its worker stopped sending heartbeats (killed?)")
-        client.set_terminated(run_id, status="FAILED")
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id is None:
+            # A worker killed in its first epoch may not have stored its run's id yet.
+            dataset = study.user_attrs.get("dataset", "")
+            run = tracking.find_trial_run(
+                client, dataset, study.study_name, trial.number, "RUNNING"
+            )
+            if run is None:
+                return
+            run_id = run.info.run_id
+        tracking.close_failed_run(
+            client, run_id, "its worker stopped sending heartbeats (killed?)"
+        )
 
 
 def fail_and_retry(study: optuna.Study, trial, tracking_uri: str | None) -> None:

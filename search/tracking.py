@@ -1,7 +1,8 @@
 """The MLflow side of a search: experiment, parent run, trial runs, best-config queries.
 
 Everything goes through an explicit `MlflowClient` (no global active run), so the same
-code runs in the driver and in Ray workers. Runs are told apart by tags:
+code runs in the driver and in the search's `TrialTracker` actor (the workers never import
+mlflow). Runs are told apart by tags:
 ``kind`` (search, teacher, trial), ``study``, ``method``, ``dataset``, ``trial_number``
 and ``state`` (COMPLETE, PRUNED, FAIL).
 """
@@ -77,19 +78,18 @@ def log_trial_result(
     client: MlflowClient,
     run_id: str,
     params: dict,
-    history: list,
+    history: list[tuple[int, dict[str, float]]],
     summary: dict,
     tags: dict,
 ) -> None:
-    """One batch: params, per-epoch metrics (step = epoch), summary metrics and tags."""
+    """One batch: params, per-epoch metrics (``(epoch, {name: value})``, logged with step =
+    epoch), summary metrics and tags. Non-finite values are left out."""
     now = int(time.time() * 1000)
     metrics = []
-    for report in history:
-        values = {"val_acc": report.val_acc, "train_loss": report.train_loss}
-        values.update({f"loss_{name}": value for name, value in report.parts.items()})
+    for epoch, values in history:
         for name, value in values.items():
             if math.isfinite(value):
-                metrics.append(Metric(name, value, now, report.epoch))
+                metrics.append(Metric(name, value, now, epoch))
     for name, value in summary.items():
         if value is not None and math.isfinite(value):
             metrics.append(Metric(name, value, now, 0))
@@ -101,11 +101,37 @@ def log_trial_result(
     )
 
 
-def log_text_artifact(client: MlflowClient, run_id: str, name: str, text: str) -> None:
+def log_files(client: MlflowClient, run_id: str, files: dict[str, bytes]) -> None:
+    """Store ``{name: content}`` as the run's artifacts, in one call."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name
-        path.write_text(text)
-        client.log_artifact(run_id, str(path))
+        for name, content in files.items():
+            (Path(folder) / name).write_bytes(content)
+        client.log_artifacts(run_id, folder)
+
+
+def close_failed_run(
+    client: MlflowClient, run_id: str, error: str, status: str = "FAILED", details: str = ""
+) -> None:
+    """End a trial's run that did not finish: state FAIL, the error, ``details`` (e.g. the
+    traceback) as ``error.txt``, and ``status`` (FAILED, or KILLED when stopped by the user)."""
+    client.log_batch(run_id, tags=[RunTag("state", "FAIL"), RunTag("error", error[:500])])
+    if details:
+        log_files(client, run_id, {"error.txt": details.encode()})
+    client.set_terminated(run_id, status=status)
+
+
+def find_trial_run(client: MlflowClient, dataset: str, study: str, number: int, state: str):
+    """The run of trial ``number`` of ``study`` in ``dataset``'s experiment that is in
+    ``state``, or None."""
+    experiment = client.get_experiment_by_name(experiment_name(dataset))
+    if experiment is None:
+        return None
+    return _find_run(
+        client,
+        experiment.experiment_id,
+        f"tags.kind = 'trial' and tags.study = '{study}' and tags.trial_number = '{number}' "
+        f"and tags.state = '{state}'",
+    )
 
 
 def search_runs_of(client: MlflowClient, experiment_id: str):

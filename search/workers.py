@@ -3,9 +3,10 @@
 Each search worker is one long-lived Ray task that runs trials one after another with
 ``study.optimize`` on the shared storage. Before each trial it claims a slot from the
 `BudgetCounter` actor, so the study's total never exceeds ``--trials`` however many workers
-ask at once. Data arrays and the teachers' outputs arrive through Ray's object store: the
-outputs are computed once per search and teacher snapshot (`SharedTeacherOutputs`), and
-every worker maps the same copy.
+ask at once. The `TrialTracker` actor writes every trial's MLflow run, so that workers
+start without importing mlflow. Data arrays and the teachers' outputs arrive through Ray's
+object store: the outputs are computed once per search and teacher snapshot
+(`SharedTeacherOutputs`), and every worker maps the same copy.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import datetime
 import json
 import logging
 import os
-import tempfile
 import time
 import traceback
 import uuid
 import warnings
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import ray
@@ -34,6 +33,9 @@ CLAIM_EXPIRY_SECONDS = 120.0
 STUDENT_SEED_OFFSET = 100_003
 # How long a worker waits before asking again while other workers' trials may still fail.
 WAIT_SECONDS = 0.25
+# How often claims look for trials of dead workers: their heartbeats go stale only after
+# tens of seconds, so looking at every claim (several a second) would only cost reads.
+DEAD_TRIAL_CHECK_SECONDS = 2.0
 
 
 @ray.remote(num_cpus=0)
@@ -44,7 +46,8 @@ class BudgetCounter:
     Each claim recounts from the storage: finished (COMPLETE, PRUNED) and RUNNING trials,
     plus claims handed out whose trial has not started yet. A failed trial therefore frees
     its slot by itself. Trials of dead workers are failed here by Optuna's heartbeat check
-    (and queued again with the same parameters) before counting.
+    (and queued again with the same parameters) before counting, at most every
+    ``DEAD_TRIAL_CHECK_SECONDS``.
     """
 
     def __init__(self, budget: int, storage_url: str, study: str, tracking_uri: str):
@@ -57,6 +60,7 @@ class BudgetCounter:
         storage = make_storage(storage_url, tracking_uri)
         self.study = optuna.load_study(study_name=study, storage=storage)
         self.pending: dict[str, float] = {}
+        self.checked_at = -DEAD_TRIAL_CHECK_SECONDS
 
     def _fail_trials_that_never_started(self) -> None:
         """A RUNNING trial that its worker never tagged (the worker died between asking and
@@ -81,11 +85,13 @@ class BudgetCounter:
 
         from search.study import FINISHED
 
-        optuna.storages.fail_stale_trials(self.study)
-        self._fail_trials_that_never_started()
+        now = time.monotonic()
+        if now - self.checked_at >= DEAD_TRIAL_CHECK_SECONDS:
+            optuna.storages.fail_stale_trials(self.study)
+            self._fail_trials_that_never_started()
+            self.checked_at = now
         trials = self.study.get_trials(deepcopy=False)
         started = {trial.user_attrs.get("claim") for trial in trials}
-        now = time.monotonic()
         self.pending = {
             token: since
             for token, since in self.pending.items()
@@ -100,6 +106,55 @@ class BudgetCounter:
         if running or self.pending:
             return "wait", None
         return "done", None
+
+
+@ray.remote(num_cpus=0, max_restarts=3)
+class TrialTracker:
+    """Writes the MLflow runs of one search's trials, for all its workers.
+
+    Workers then start without importing mlflow (about 1.3 s of CPU and 170 MiB each; the
+    driver and this actor import it once). A worker asks for its trial's run when the trial
+    starts without waiting for it (`start`), and waits for `finish` or `fail` before it
+    tells Optuna how the trial ended: a trial that Optuna counts as finished always has its
+    complete run. Ray runs the calls of one worker in the order it sent them.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+
+    def start(self, name: str, tags: dict) -> str:
+        """A new run nested under the search's parent run; returns its id."""
+        from search import tracking
+
+        return tracking.start_child_run(
+            self.client, self.experiment_id, self.parent_run_id, name, tags
+        )
+
+    def finish(
+        self,
+        run_id: str,
+        params: dict,
+        history: list[tuple[int, dict[str, float]]],
+        summary: dict,
+        tags: dict,
+        files: dict[str, bytes],
+    ) -> None:
+        """Log a trial's params, metrics, final tags and files; end its run as FINISHED."""
+        from search import tracking
+
+        tracking.log_trial_result(self.client, run_id, params, history, summary, tags)
+        tracking.log_files(self.client, run_id, files)
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def fail(self, run_id: str, error: str, details: str) -> None:
+        """End a trial's run as FAILED with its error and traceback."""
+        from search import tracking
+
+        tracking.close_failed_run(self.client, run_id, error, details=details)
 
 
 @dataclass(frozen=True)
@@ -243,6 +298,31 @@ def fetch_teacher_outputs(shared_outputs, snapshot: float) -> dict:
     }
 
 
+def _epoch_values(report) -> tuple[int, dict[str, float]]:
+    """One `mmkd.train.EpochReport` as ``(epoch, {metric: value})`` for the tracker."""
+    values = {"val_acc": report.val_acc, "train_loss": report.train_loss}
+    values.update({f"loss_{name}": value for name, value in report.parts.items()})
+    return report.epoch, values
+
+
+class _TrialRun:
+    """A trial's MLflow run while the tracker creates it; its id is stored on the trial
+    (``mlflow_run_id``) as soon as it is known."""
+
+    def __init__(self, trial, reference: ray.ObjectRef):
+        self.trial = trial
+        self.reference = reference
+        self.run_id: str | None = None
+
+    def link(self, wait: bool = False) -> str | None:
+        """The run's id, or None while the tracker is still creating the run (``wait``:
+        wait for it)."""
+        if self.run_id is None and (wait or ray.wait([self.reference], timeout=0)[0]):
+            self.run_id = ray.get(self.reference)
+            self.trial.set_user_attr("mlflow_run_id", self.run_id)
+        return self.run_id
+
+
 class TrialRunner:
     """Runs trials inside one worker; each snapshot's teacher outputs are fetched once."""
 
@@ -254,9 +334,9 @@ class TrialRunner:
         labels,
         split,
         shared_outputs,
+        tracker,
     ):
         import torch
-        from mlflow.tracking import MlflowClient
 
         self.worker = worker
         self.context = context
@@ -264,7 +344,7 @@ class TrialRunner:
         self.labels = torch.from_numpy(np.asarray(labels)).long()
         self.split = split
         self.shared_outputs = shared_outputs
-        self.client = MlflowClient(context.tracking_uri)
+        self.tracker = tracker
         self._teacher_outputs: dict[float, dict] = {}
 
     def teacher_outputs(self, snapshot: float) -> dict:
@@ -275,89 +355,92 @@ class TrialRunner:
         return self._teacher_outputs[snapshot]
 
     def objective(self, trial) -> float:
-        """One trial: config -> student + method -> fit() -> MLflow run -> value."""
+        """One trial: its MLflow run, config -> student + method -> fit() -> value.
+
+        Whatever fails after the run was asked for (a space value the config refuses
+        included) ends the run as FAILED before the trial fails.
+        """
         import optuna
+
+        ctx = self.context
+        trial.set_user_attr("search_id", ctx.search_id)
+        trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("worker_pid", os.getpid())
+        tags = {
+            "kind": "trial",
+            "study": ctx.study,
+            "method": ctx.method,
+            "dataset": ctx.dataset,
+            "trial_number": trial.number,
+            "search_id": ctx.search_id,
+            "state": "RUNNING",
+        }
+        run = _TrialRun(trial, self.tracker.start.remote(f"trial-{trial.number}", tags))
+        try:
+            value, state, reason = self._train(trial, run)
+        except Exception as error:
+            self._fail(trial, run, error)
+            raise
+        if state == "PRUNED":
+            raise optuna.TrialPruned(reason)
+        return value
+
+    def _train(self, trial, run: _TrialRun) -> tuple[float, str, str]:
+        """Train the trial's student and record the result on both sides; returns its value,
+        state (COMPLETE or PRUNED) and the reason it stopped."""
         import torch
 
         from mmkd.config import TrialConfig
         from mmkd.methods import build_method, method_class
         from mmkd.nets import Student
         from mmkd.train import STOP, fit
-        from search import tracking
         from search.space import suggest
 
         ctx = self.context
-        trial.set_user_attr("search_id", ctx.search_id)
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("worker_pid", os.getpid())
+        started = time.perf_counter()
         params = suggest(trial, ctx.space)
         config = TrialConfig.from_params(params)
-        run_id = tracking.start_child_run(
-            self.client,
-            ctx.experiment_id,
-            ctx.parent_run_id,
-            f"trial-{trial.number}",
-            {
-                "kind": "trial",
-                "study": ctx.study,
-                "method": ctx.method,
-                "dataset": ctx.dataset,
-                "trial_number": trial.number,
-                "search_id": ctx.search_id,
-                "state": "RUNNING",
-            },
+        # Teachers are seeded with ctx.seed; an offset keeps trial 0's student from
+        # starting with the Sig teacher's initial weights.
+        seed = ctx.seed + STUDENT_SEED_OFFSET + trial.number
+        torch.manual_seed(seed)
+        kind = method_class(ctx.method)
+        student = Student(
+            ctx.in_channels,
+            ctx.num_classes,
+            branches=config.branch_names,
+            depth=ctx.student_depth,
+            width=ctx.student_width,
+            image_depth=ctx.image_depth,
+            fusion=kind.fusion,
+            heads=config.heads,
         )
-        trial.set_user_attr("mlflow_run_id", run_id)
-        started = time.perf_counter()
+        outputs = self.teacher_outputs(config.snapshot) if kind.uses_teachers else {}
+        feature_dims = {"student": student.feature_dim}
+        feature_dims.update({name: out.features.shape[1] for name, out in outputs.items()})
+        method = build_method(ctx.method, config, ctx.teachers, feature_dims)
+        targets = {}
+        if outputs:
+            targets = method.teacher_targets(outputs, self.labels[self.split.train])
 
-        try:
-            # Teachers are seeded with ctx.seed; an offset keeps trial 0's student from
-            # starting with the Sig teacher's initial weights.
-            seed = ctx.seed + STUDENT_SEED_OFFSET + trial.number
-            torch.manual_seed(seed)
-            kind = method_class(ctx.method)
-            student = Student(
-                ctx.in_channels,
-                ctx.num_classes,
-                branches=config.branch_names,
-                depth=ctx.student_depth,
-                width=ctx.student_width,
-                image_depth=ctx.image_depth,
-                fusion=kind.fusion,
-                heads=config.heads,
-            )
-            outputs = self.teacher_outputs(config.snapshot) if kind.uses_teachers else {}
-            feature_dims = {"student": student.feature_dim}
-            feature_dims.update({name: out.features.shape[1] for name, out in outputs.items()})
-            method = build_method(ctx.method, config, ctx.teachers, feature_dims)
-            targets = {}
-            if outputs:
-                targets = method.teacher_targets(outputs, self.labels[self.split.train])
+        def report(epoch_report):
+            run.link()
+            trial.report(epoch_report.best_val_acc, epoch_report.epoch)
+            return STOP if trial.should_prune() else None
 
-            def report(epoch_report):
-                trial.report(epoch_report.best_val_acc, epoch_report.epoch)
-                return STOP if trial.should_prune() else None
-
-            result = fit(
-                student,
-                method,
-                {branch: self.inputs[branch] for branch in config.branch_names},
-                self.labels,
-                self.split,
-                config,
-                ctx.epochs,
-                targets=targets,
-                patience=ctx.patience,
-                callback=report,
-                seed=seed,
-            )
-        except Exception as error:
-            self.client.set_tag(run_id, "state", "FAIL")
-            self.client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:500])
-            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
-            tracking.log_text_artifact(self.client, run_id, "error.txt", traceback.format_exc())
-            self.client.set_terminated(run_id, status="FAILED")
-            raise
+        result = fit(
+            student,
+            method,
+            {branch: self.inputs[branch] for branch in config.branch_names},
+            self.labels,
+            self.split,
+            config,
+            ctx.epochs,
+            targets=targets,
+            patience=ctx.patience,
+            callback=report,
+            seed=seed,
+        )
 
         if result.stop_reason == "nonfinite":
             state, reason = "PRUNED", "loss became NaN or infinite"
@@ -379,37 +462,50 @@ class TrialRunner:
             summary.update(best_val_acc=result.best_val_acc, test_acc=result.test_acc)
 
         searched = {key: params[key] for key in trial.params}
-        tracking.log_trial_result(
-            self.client,
-            run_id,
-            params,
-            result.history,
-            summary,
-            {"state": state, "stop_reason": reason, "searched_params": json.dumps(searched)},
-        )
-        self._log_artifacts(run_id, config, result.state)
-        self.client.set_terminated(run_id, status="FINISHED")
+        tags = {"state": state, "stop_reason": reason, "searched_params": json.dumps(searched)}
+        history = [_epoch_values(report) for report in result.history]
+        files = self._artifacts(config, result.state)
+        self._finish(run, params, history, summary, tags, files)
+        return result.best_val_acc, state, reason
 
-        if state == "PRUNED":
-            raise optuna.TrialPruned(reason)
-        return result.best_val_acc
+    def _finish(self, run: _TrialRun, *record) -> None:
+        """Wait until the tracker has logged the trial's ``record`` and ended its run."""
+        ray.get(self.tracker.finish.remote(run.link(wait=True), *record))
 
-    def _log_artifacts(self, run_id: str, config, state: dict | None) -> None:
+    def _fail(self, trial, run: _TrialRun, error: Exception) -> None:
+        """Record a trial's error on the trial and end its run as FAILED."""
+        message = f"{type(error).__name__}: {error}"[:500]
+        trial.set_user_attr("error", message)
+        try:
+            ray.get(self.tracker.fail.remote(run.link(wait=True), message, traceback.format_exc()))
+        except ray.exceptions.RayError as tracking_error:
+            logger.warning(
+                "trial %d: its MLflow run was not closed: %s", trial.number, tracking_error
+            )
+
+    def _artifacts(self, config, state: dict | None) -> dict[str, bytes]:
+        """The run's files: the trial's config (the keys its method uses) and, when a
+        checkpoint was validated, the student's best-validation state dict."""
+        import io
+
         import torch
         import yaml
 
         from search.space import allowed_keys
 
-        with tempfile.TemporaryDirectory() as folder:
-            config_path = Path(folder) / "config.yaml"
-            used = set(allowed_keys(self.context.method)) | {"branches"}
-            params = {k: v for k, v in config.as_params().items() if k in used}
-            config_path.write_text(yaml.safe_dump(params, sort_keys=True))
-            self.client.log_artifact(run_id, str(config_path))
-            if state is not None:
-                checkpoint = Path(folder) / "checkpoint.pt"
-                torch.save(state, checkpoint)
-                self.client.log_artifact(run_id, str(checkpoint))
+        used = set(allowed_keys(self.context.method)) | {"branches"}
+        params = {k: v for k, v in config.as_params().items() if k in used}
+        files = {"config.yaml": yaml.safe_dump(params, sort_keys=True).encode()}
+        if state is not None:
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            files["checkpoint.pt"] = buffer.getvalue()
+        return files
+
+
+def _claim(counter) -> tuple[str, str | None]:
+    """A verdict from the `BudgetCounter` (a round trip to its actor)."""
+    return ray.get(counter.claim.remote())
 
 
 # Ray starts a killed worker's task again this many times before the search fails.
@@ -418,12 +514,19 @@ WORKER_RESTARTS = 10
 
 @ray.remote(max_retries=WORKER_RESTARTS)
 def search_worker(
-    worker: int, context: TrialContext, arrays: dict, labels, split, shared_outputs, counter
+    worker: int,
+    context: TrialContext,
+    arrays: dict,
+    labels,
+    split,
+    shared_outputs,
+    counter,
+    tracker,
 ) -> dict:
     """Run trials until the budget is used up; returns counts of what this worker ran.
 
     ``shared_outputs`` is the search's `SharedTeacherOutputs` actor (None for a method
-    without teachers).
+    without teachers), ``counter`` its `BudgetCounter` and ``tracker`` its `TrialTracker`.
     """
     import optuna
     import torch
@@ -454,7 +557,7 @@ def search_worker(
         attrs = trial.user_attrs
         if attrs.get("search_id") == context.search_id and attrs.get("worker") == worker:
             fail_and_retry(study, trial, context.tracking_uri)
-    runner = TrialRunner(worker, context, arrays, labels, split, shared_outputs)
+    runner = TrialRunner(worker, context, arrays, labels, split, shared_outputs, tracker)
 
     outcome: dict = {}
 
@@ -473,7 +576,7 @@ def search_worker(
 
     ran, failed, consecutive_failures = 0, 0, 0
     while True:
-        verdict, token = ray.get(counter.claim.remote())
+        verdict, token = _claim(counter)
         if verdict == "done":
             break
         if verdict == "wait":
@@ -495,3 +598,64 @@ def search_worker(
                 f"{consecutive_failures} trials failed in a row; last error: {outcome['error']}"
             )
     return {"worker": worker, "pid": os.getpid(), "ran": ran, "failed": failed}
+
+
+@dataclass(frozen=True)
+class RunningSearch:
+    """The Ray side of a running search: its worker tasks and the actors they share."""
+
+    tasks: list
+    counter: object
+    tracker: object
+    shared_outputs: object | None
+
+    def stop(self) -> None:
+        """Stop the workers and the actors; no MLflow write lands after this returns."""
+        for task in self.tasks:
+            ray.cancel(task, force=True)
+        for actor in (self.tracker, self.shared_outputs, self.counter):
+            if actor is not None:
+                ray.kill(actor)
+
+
+def start_search(
+    context: TrialContext,
+    *,
+    budget: int,
+    workers: int,
+    cpus: float,
+    arrays: dict,
+    labels,
+    split,
+    teacher_records: dict,
+    task=None,
+) -> RunningSearch:
+    """Start the budget counter, the tracker, the shared teacher outputs (a method with
+    teachers) and ``workers`` `search_worker` tasks of ``cpus`` CPUs each.
+
+    ``task`` replaces `search_worker` by a Ray task with its signature (benchmarks use it
+    to time a worker's calls).
+    """
+    from mmkd.methods import method_class
+
+    counter = BudgetCounter.remote(
+        budget, context.storage_url, context.study, context.tracking_uri
+    )
+    tracker = TrialTracker.remote(
+        context.tracking_uri, context.experiment_id, context.parent_run_id
+    )
+    arrays_ref = ray.put({name: np.asarray(array) for name, array in arrays.items()})
+    labels_ref = ray.put(labels)
+    shared_outputs = None
+    if method_class(context.method).uses_teachers:
+        shared_outputs = share_teacher_outputs(
+            teacher_records, arrays_ref, split.train, context.teachers, context.space
+        )
+    task = task or search_worker
+    tasks = [
+        task.options(num_cpus=cpus).remote(
+            worker, context, arrays_ref, labels_ref, split, shared_outputs, counter, tracker
+        )
+        for worker in range(workers)
+    ]
+    return RunningSearch(tasks, counter, tracker, shared_outputs)

@@ -1,0 +1,174 @@
+"""The MLflow side of trials that do not finish: written by the tracker, found again after a
+kill, closed when a search is interrupted; and workers that never import mlflow."""
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from mmkd.data import SplitSettings, load_dataset, split_dataset
+from search import tracking
+from search.runner import _fail_unfinished
+from search.space import load_space
+from search.study import fail_and_retry, open_study
+from search.workers import MAX_CONSECUTIVE_FAILURES, TrialContext, start_search
+
+DATASET = "synthetic:n=60,length=32,channels=3"
+
+
+def _databases(folder):
+    storage_url = f"sqlite:///{folder}/optuna.db"
+    tracking_uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(tracking_uri)
+    experiment_id = tracking.ensure_experiment(client, DATASET, folder / "mlruns")
+    return storage_url, tracking_uri, client, experiment_id
+
+
+def _open(folder, name, space):
+    storage_url, tracking_uri, client, experiment_id = _databases(folder)
+    identity = {"method": "student", "dataset": DATASET, "epochs": 2, "seed": 0}
+    study = open_study(storage_url, name, identity, space, tracking_uri)
+    parent = tracking.open_parent_run(client, experiment_id, name, identity, {})
+    return study, client, experiment_id, parent
+
+
+def test_a_trial_that_fails_before_training_ends_its_run_as_failed(ray_runtime, tmp_path):
+    # A key no configuration has: suggest passes it through, the configuration refuses it.
+    space = {**load_space("student", None, None, []), "not_a_key": {"value": 1}}
+    study, client, experiment_id, parent = _open(tmp_path, "bad-key", space)
+    dataset = load_dataset(DATASET)
+    split = split_dataset(dataset, SplitSettings(), 0)
+    context = TrialContext(
+        method="student",
+        dataset=DATASET,
+        study="bad-key",
+        storage_url=f"sqlite:///{tmp_path}/optuna.db",
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        space=space,
+        teachers=(),
+        epochs=2,
+        patience=2,
+        pruner="none",
+        seed=0,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.in_channels,
+        student_depth=10,
+        student_width=1,
+        image_depth=10,
+        threads=1,
+        search_id=uuid.uuid4().hex,
+    )
+    search = start_search(
+        context,
+        budget=5,
+        workers=1,
+        cpus=1,
+        arrays={"sig": dataset.X},
+        labels=dataset.y,
+        split=split,
+        teacher_records={},
+    )
+    with pytest.raises(ray_runtime.exceptions.RayTaskError) as raised:
+        ray_runtime.get(search.tasks)
+    search.stop()
+    message = "ValueError: unknown configuration keys: not_a_key"
+    assert f"{MAX_CONSECUTIVE_FAILURES} trials failed in a row; last error: {message}" in str(
+        raised.value
+    )
+
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * MAX_CONSECUTIVE_FAILURES
+    runs = {run.info.run_id: run for run in tracking.trial_runs(client, experiment_id, "bad-key")}
+    assert sorted(runs) == sorted(t.user_attrs["mlflow_run_id"] for t in trials)
+    for trial in trials:
+        assert trial.user_attrs["error"] == message
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        assert run.info.status == "FAILED"
+        assert run.data.tags["state"] == "FAIL"
+        assert run.data.tags["error"] == message
+        assert run.data.tags["trial_number"] == str(trial.number)
+        details = client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
+        text = open(details).read()
+        assert text.startswith("Traceback") and message in text
+
+
+def test_a_dead_workers_run_is_found_by_its_tags_when_its_id_was_not_stored(tmp_path):
+    study, client, experiment_id, parent = _open(tmp_path, "dead", {"lr": {"value": 0.1}})
+    trial = study.ask()
+    trial.suggest_float("lr", 0.01, 1.0)
+    tags = {"kind": "trial", "study": "dead", "trial_number": trial.number, "state": "RUNNING"}
+    run_id = tracking.start_child_run(client, experiment_id, parent, "trial-0", tags)
+    other = tracking.start_child_run(
+        client, experiment_id, parent, "trial-1", {**tags, "trial_number": 1}
+    )
+
+    fail_and_retry(study, study.get_trials()[0], f"sqlite:///{tmp_path}/mlflow.db")
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["state"] == "FAIL"
+    assert run.data.tags["error"] == "its worker stopped sending heartbeats (killed?)"
+    assert client.get_run(other).info.status == "RUNNING"
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].params == {"lr": trials[0].params["lr"]}
+
+
+def test_an_interrupted_search_closes_running_and_just_finished_runs(tmp_path):
+    study, client, experiment_id, parent = _open(tmp_path, "stopped", {"lr": {"value": 0.1}})
+    runs = []
+    for number, search_id in enumerate(("this", "this", "other")):
+        trial = study.ask()
+        tags = {"kind": "trial", "study": "stopped", "trial_number": number}
+        run_id = tracking.start_child_run(
+            client, experiment_id, parent, f"trial-{number}", {**tags, "state": "RUNNING"}
+        )
+        trial.set_user_attr("search_id", search_id)
+        trial.set_user_attr("worker_pid", 1)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        runs.append(run_id)
+    # Trial 1's run was finished by the tracker; its worker was stopped before telling Optuna.
+    client.set_tag(runs[1], "state", "COMPLETE")
+    client.set_terminated(runs[1], status="FINISHED")
+
+    _fail_unfinished(study, client, experiment_id, "this")
+
+    assert [t.state for t in study.get_trials()] == [
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.RUNNING,
+    ]
+    for run_id in runs[:2]:
+        run = client.get_run(run_id)
+        assert (run.info.status, run.data.tags["state"]) == ("KILLED", "FAIL")
+        assert run.data.tags["error"] == "search interrupted"
+    assert client.get_run(runs[2]).info.status == "RUNNING"
+
+
+def test_the_modules_a_worker_imports_do_not_import_mlflow():
+    # Everything `search_worker` and `TrialRunner` import, and a runner built, in a fresh
+    # interpreter.
+    modules = [
+        "search.workers",
+        "search.study",
+        "search.space",
+        "mmkd.config",
+        "mmkd.methods",
+        "mmkd.nets",
+        "mmkd.train",
+        "mmkd.teachers",
+        "optuna.storages",
+    ]
+    code = (
+        f"import sys; import {', '.join(modules)}; "
+        "search.workers.TrialRunner(0, None, {}, [0], None, None, None); "
+        "print('mlflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
