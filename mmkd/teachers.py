@@ -146,15 +146,32 @@ def save_teacher(record: dict, path: Path) -> None:
             os.unlink(temporary)
 
 
+# What `train_teacher` records; a cached file without all of it is not a teacher record.
+RECORD_KEYS = frozenset(
+    ("spec", "state", "snapshots", "best_val_acc", "best_epoch", "test_acc", "in_channels")
+    + ("num_classes",)
+)
+
+
 def load_teacher_record(path: Path) -> dict | None:
-    """The cached record, or None when it is missing or unreadable (then it is retrained)."""
+    """The cached record, or None when it is missing, unreadable or not a teacher record
+    (then it is retrained)."""
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: retrain rather than fail
         logger.warning("teacher cache %s is unreadable (%s); training it again", path, error)
         return None
+    missing = RECORD_KEYS - set(record) if isinstance(record, dict) else RECORD_KEYS
+    if missing:
+        logger.warning(
+            "teacher cache %s is no teacher record (no %s); training it again",
+            path,
+            ", ".join(sorted(missing)),
+        )
+        return None
+    return record
 
 
 def build_from_record(record: dict, snapshot: float = 1.0) -> nn.Module:

@@ -16,6 +16,7 @@ from pathlib import Path
 from mmkd.data import BUNDLED, DEFAULT_VAL_SHARE, PROTOCOLS, DataError, SplitSettings, dataset_name
 from mmkd.methods import METHODS
 from search.presets import PRESETS
+from search.sqlite import existing_database_problem, sqlite_file
 
 PROG = "mmkd-search"
 TEACHERS = ("sig", "gaf", "pi")
@@ -50,6 +51,22 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+# How long a --ray-address may take to accept a connection.
+RAY_CONNECT_SECONDS = 5.0
+# Seeds reach numpy's and torch's generators plus per-trial offsets; this keeps all in range.
+MAX_SEED = 2**31 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {value}")
     return value
 
 
@@ -127,7 +144,7 @@ def _search_parser() -> _Parser:
     parser.add_argument("--workers", type=_positive_int, default=2, help="parallel Ray workers")
     parser.add_argument("--patience", type=_positive_int, help="stop after P epochs without gain")
     parser.add_argument("--pruner", default="halving", choices=PRUNERS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument(
         "--teachers", default="sig,gaf,pi", help="teachers taking part (default sig,gaf,pi)"
     )
@@ -156,7 +173,7 @@ def _best_parser() -> _Parser:
     _add_data_options(parser)
     parser.add_argument("--preset", default="quick", choices=tuple(PRESETS))
     parser.add_argument("--teachers", default="sig,gaf,pi")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument(
         "--study", type=_study_name, help="study name (default: derived as for the search)"
     )
@@ -247,16 +264,12 @@ def _check_heads(space: dict, preset) -> None:
             )
 
 
-def _sqlite_path(url: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
-
-
-def _check_url(option: str, url: str) -> None:
-    """A sqlite URL's folder must exist and be writable; other schemes are passed on."""
+def _check_url(option: str, url: str, writable: bool = True) -> None:
+    """A sqlite URL's folder must exist, and for a search (``writable``) the folder and the
+    database's files must be writable; other schemes are passed on."""
     if "://" not in url:
         raise UsageError(f"{option}: {url!r} is not a URL; e.g. sqlite:///optuna.db")
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is None:
         return
     if str(path) in (":memory:", ""):
@@ -264,15 +277,20 @@ def _check_url(option: str, url: str) -> None:
     folder = (path.parent if path.is_absolute() else Path.cwd() / path.parent).resolve()
     if not folder.is_dir():
         raise UsageError(f"{option}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
+    if writable and not os.access(folder, os.W_OK):
         raise UsageError(f"{option}: folder {folder} is not writable")
-    from search.sqlite import existing_database_problem
 
     # Read-only, before anything is created: a wrong file is refused as it is found.
     table = "studies" if option == "--storage" else "experiments"
     problem = existing_database_problem(folder / path.name, table)
     if problem:
         raise UsageError(f"{option}: cannot open {url}: {problem}")
+    if writable:
+        # sqlite's write-ahead log keeps two files beside the database.
+        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+            file = folder / name
+            if file.exists() and not os.access(file, os.W_OK):
+                raise UsageError(f"{option}: {file} is read-only; a search writes to it")
 
 
 def _check_cache_dir(folder: str) -> None:
@@ -285,6 +303,25 @@ def _check_cache_dir(folder: str) -> None:
         raise UsageError(f"--cache-dir: {path} is not a folder")
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UsageError(f"--cache-dir: {existing} is not a writable folder")
+
+
+def _check_ray_address(address: str) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) address must answer within seconds: Ray's own
+    connection attempts would otherwise retry for minutes. ``auto`` is left to Ray."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host:
+        return
+    if not port.isdigit():
+        raise UsageError(f"--ray-address: {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_SECONDS).close()
+    except OSError as error:
+        raise UsageError(
+            f"--ray-address: nothing answers at {host}:{port} ({error.strerror or error}); "
+            "start Ray there, or leave the option out to start Ray here"
+        ) from None
 
 
 def _study_name(text: str) -> str:
@@ -310,6 +347,8 @@ def _search(argv: list[str]) -> int:
     _check_url("--storage", args.storage)
     _check_url("--tracking-uri", args.tracking_uri)
     _check_cache_dir(args.cache_dir)
+    if args.ray_address:
+        _check_ray_address(args.ray_address)
     if not os.access(Path.cwd(), os.W_OK):
         raise UsageError(f"the working folder {Path.cwd()} is not writable; run from another")
     preset = PRESETS[args.preset]
@@ -379,8 +418,8 @@ def _best(argv: list[str]) -> int:
     _check_method(args.method)
     dataset, split = _check_data(args)
     teachers = _check_teachers(args.teachers, args.method)
-    _check_url("--tracking-uri", args.tracking_uri)
-    path = _sqlite_path(args.tracking_uri)
+    _check_url("--tracking-uri", args.tracking_uri, writable=False)
+    path = sqlite_file(args.tracking_uri)
     if path is not None and not path.exists():
         raise UsageError(f"--tracking-uri: {path} does not exist; run a search first")
     study = args.study or _default_study(
@@ -424,8 +463,8 @@ def _best(argv: list[str]) -> int:
 
 def _studies(argv: list[str]) -> int:
     args = _studies_parser().parse_args(argv)
-    _check_url("--storage", args.storage)
-    path = _sqlite_path(args.storage)
+    _check_url("--storage", args.storage, writable=False)
+    path = sqlite_file(args.storage)
     if path is not None and not path.exists():
         raise UsageError(f"--storage: {path} does not exist; run a search first")
 

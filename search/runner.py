@@ -11,7 +11,9 @@ import contextlib
 import logging
 import os
 import platform
+import signal
 import subprocess
+import threading
 import time
 import uuid
 import warnings
@@ -125,6 +127,20 @@ def _start_ray(address: str | None) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _uninterrupted():
+    """Ignore Ctrl-C while a stopped search is cleaned up: a second Ctrl-C there would
+    leave trials and runs RUNNING. Only the main thread can do so; elsewhere it is a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _print(text: str) -> None:
     print(text, flush=True)
 
@@ -156,13 +172,16 @@ class Progress:
             ):
                 self.best = (trial.value, trial.number)
             value = "" if trial.value is None else f"val {trial.value:.3f}"
+            # A trial that raised records its error; one whose worker died is retried.
+            error = trial.user_attrs.get("error")
             if trial.state == TrialState.FAIL:
-                value = "failed; retried"
+                value = "failed" if error else "worker lost; retried"
             best = "-" if self.best is None else f"{self.best[0]:.3f} (trial {self.best[1]})"
             if echo:
                 _print(
                     f"[{self.done:>3}/{self.budget}] trial {trial.number:>3} "
                     f"{trial.state.name:<8} {value:<16} best {best}"
+                    + (f"; {error}" if trial.state == TrialState.FAIL and error else "")
                 )
 
 
@@ -262,8 +281,8 @@ def run_search(request: SearchRequest) -> dict:
     from mmkd.methods import method_class
     from mmkd.modalities import ModalitySettings, compute_modalities
     from search import tracking
-    from search.sqlite import ensure_database
-    from search.study import FINISHED, make_storage, open_study
+    from search.sqlite import ensure_database, sqlite_file
+    from search.study import FINISHED, lost_study, make_storage, open_study
     from search.workers import TrialContext, start_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -311,14 +330,27 @@ def run_search(request: SearchRequest) -> dict:
         client = MlflowClient(request.tracking_uri)
         artifact_root = Path.cwd() / "mlruns"
         experiment_id = tracking.ensure_experiment(client, request.dataset, artifact_root)
+        parent = tracking.find_parent_run(client, experiment_id, request.study)
+    # Both stores carry the study's uuid: a deleted or replaced Optuna database must not
+    # start the study again beside the old trials' runs.
+    recorded_uuid = parent.data.tags.get("study_uuid") if parent else None
+    storage_file = sqlite_file(request.storage_url)
+    if recorded_uuid and storage_file is not None and not storage_file.exists():
+        raise lost_study(request.study)
     with _opening("--storage", request.storage_url):
         ensure_database(request.storage_url, make_storage)
         study = open_study(
-            request.storage_url, request.study, identity, request.space, request.tracking_uri
+            request.storage_url,
+            request.study,
+            identity,
+            request.space,
+            request.tracking_uri,
+            recorded_uuid,
         )
     parent_params = {**identity, "space": study.user_attrs["space"], "pruner": request.pruner}
+    parent_tags = {**provenance(data_hash), "study_uuid": study.user_attrs["study_uuid"]}
     parent_run_id = tracking.open_parent_run(
-        client, experiment_id, request.study, parent_params, provenance(data_hash)
+        client, experiment_id, request.study, parent_params, parent_tags
     )
 
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -408,8 +440,9 @@ def run_search(request: SearchRequest) -> dict:
                 progress.poll()
             progress.poll()
         except BaseException:
-            search.stop()
-            _fail_unfinished(study, client, experiment_id, context.search_id)
+            with _uninterrupted():
+                search.stop()
+                _fail_unfinished(study, client, experiment_id, context.search_id)
             raise
     except KeyboardInterrupt:
         outcome = "KILLED"
@@ -418,9 +451,10 @@ def run_search(request: SearchRequest) -> dict:
         outcome = "FAILED"
         raise
     finally:
-        client.set_terminated(parent_run_id, status=outcome)
-        if started_ray:
-            ray.shutdown()
+        with _uninterrupted():
+            client.set_terminated(parent_run_id, status=outcome)
+            if started_ray:
+                ray.shutdown()
 
     return summarise(study, time.perf_counter() - started)
 

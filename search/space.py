@@ -93,6 +93,12 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+# Training runs in float32 (largest value 3.4e38), and a temperature is squared in the loss:
+# beyond this magnitude a value makes no sense and would fail its trials instead of
+# training them.
+MAX_MAGNITUDE = 1e30
+
+
 def _check_value(source: str, key: str, value):
     """Coerce a fixed value or a choice to the config field's type, or raise."""
     kind = _FIELD_TYPES[key]
@@ -106,6 +112,8 @@ def _check_value(source: str, key: str, value):
         raise SpaceError(f"{source}: {key}: expected a number, got {value!r}")
     if not math.isfinite(value):
         raise SpaceError(f"{source}: {key}: {value!r} is not a finite number")
+    if abs(value) > MAX_MAGNITUDE:
+        raise SpaceError(f"{source}: {key}: {value!r} is beyond {MAX_MAGNITUDE:g} in size")
     if kind == "int":
         if float(value) != int(value):
             raise SpaceError(f"{source}: {key}: expected a whole number, got {value!r}")
@@ -161,6 +169,10 @@ def _check_entry(source: str, key: str, entry) -> dict:
             raise SpaceError(f"{source}: {key}: {bound} must be a number, got {value!r}")
         if not math.isfinite(value):
             raise SpaceError(f"{source}: {key}: {bound} must be a finite number, got {value!r}")
+        if abs(value) > MAX_MAGNITUDE:
+            raise SpaceError(
+                f"{source}: {key}: {bound} {value!r} is beyond {MAX_MAGNITUDE:g} in size"
+            )
         if kind == "int" and float(value) != int(value):
             raise SpaceError(f"{source}: {key}: {bound} must be a whole number for type int")
     low, high = entry["low"], entry["high"]

@@ -55,16 +55,19 @@ def use_write_ahead_log() -> None:
     _listening = True
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL, None for another scheme."""
+    return Path(url[len(PREFIX) :]) if url.startswith(PREFIX) else None
+
+
 def ensure_database(url: str, initialise: Callable[[str], None]) -> None:
     """Make sure the sqlite database of ``url`` exists complete; other URLs pass through.
 
     ``initialise(temporary_url)`` creates the tables in a temporary database.
     """
     use_write_ahead_log()
-    if not url.startswith(PREFIX):
-        return
-    path = Path(url[len(PREFIX) :])
-    if path.exists():
+    path = sqlite_file(url)
+    if path is None or path.exists():
         return
 
     handle, temporary = tempfile.mkstemp(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import optuna
@@ -116,24 +117,48 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def lost_study(name: str) -> StudyMismatch:
+    """The tracking store holds a search ``name`` whose Optuna study the storage lacks."""
+    return StudyMismatch(
+        f"the MLflow store holds trials of a study {name!r} that this Optuna storage does not "
+        "have (was its database deleted or replaced?); point --storage at the database that "
+        "holds it, or pass --study NEW_NAME for a new study"
+    )
+
+
 def open_study(
-    storage_url: str, name: str, identity: dict, space: dict, tracking_uri: str | None = None
+    storage_url: str,
+    name: str,
+    identity: dict,
+    space: dict,
+    tracking_uri: str | None = None,
+    recorded_uuid: str | None = None,
 ) -> optuna.Study:
     """Create the study, or resume it after checking that it was started the same way.
 
     ``identity`` holds what may not change on resume (method, dataset, preset, epochs, ...);
-    it and the space are stored as study attributes. Raises `StudyMismatch` naming the
-    first difference.
+    it, the space and a new ``study_uuid`` are stored as study attributes. Raises
+    `StudyMismatch` naming the first difference. ``recorded_uuid`` is the ``study_uuid``
+    that the MLflow store's search of this name carries, if any: a study that is missing,
+    or carries another one, is then refused rather than started again under an old name.
     """
     storage = make_storage(storage_url, tracking_uri)
-    study = optuna.create_study(
-        storage=storage, study_name=name, direction="maximize", load_if_exists=True
-    )
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        if recorded_uuid:
+            raise lost_study(name) from None
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="maximize", load_if_exists=True
+        )
     attrs = study.user_attrs
     if "space" not in attrs:
+        if recorded_uuid:  # a study of that name that this tool did not start
+            raise lost_study(name)
         for key, value in identity.items():
             study.set_user_attr(key, value)
         study.set_user_attr("space", space_json(space))
+        study.set_user_attr("study_uuid", uuid.uuid4().hex)
         return study
 
     for key, value in identity.items():
@@ -148,6 +173,10 @@ def open_study(
             f"study {name!r} was started with another space: {difference}; restore it or "
             "pass --study NEW_NAME for a new study"
         )
+    if recorded_uuid and attrs.get("study_uuid", recorded_uuid) != recorded_uuid:
+        raise lost_study(name)
+    if "study_uuid" not in attrs:  # started by a version that did not record one
+        study.set_user_attr("study_uuid", recorded_uuid or uuid.uuid4().hex)
     return study
 
 

@@ -44,6 +44,11 @@ def _find_run(client: MlflowClient, experiment_id: str, filter_string: str):
     return runs[0] if runs else None
 
 
+def find_parent_run(client: MlflowClient, experiment_id: str, study: str):
+    """The search's parent run of ``study``, or None."""
+    return _find_run(client, experiment_id, f"tags.kind = 'search' and tags.study = '{study}'")
+
+
 def open_parent_run(
     client: MlflowClient, experiment_id: str, study: str, params: dict, tags: dict
 ) -> str:
@@ -52,7 +57,7 @@ def open_parent_run(
     Params are logged only when the run is created (MLflow refuses a param's new value);
     tags such as provenance are refreshed on every start.
     """
-    existing = _find_run(client, experiment_id, f"tags.kind = 'search' and tags.study = '{study}'")
+    existing = find_parent_run(client, experiment_id, study)
     if existing is not None:
         run_id = existing.info.run_id
         client.update_run(run_id, status="RUNNING")

@@ -38,7 +38,12 @@ WAIT_SECONDS = 0.25
 DEAD_TRIAL_CHECK_SECONDS = 2.0
 
 
-@ray.remote(num_cpus=0)
+# A helper actor whose process dies is started again this many times (its state is rebuilt
+# from the storage), and a call that was under way is sent again, before the search fails.
+ACTOR_RESTARTS = 3
+
+
+@ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
 class BudgetCounter:
     """Hands out trial slots so that a study never exceeds its budget, with any number of
     workers and drivers.
@@ -47,7 +52,9 @@ class BudgetCounter:
     plus claims handed out whose trial has not started yet. A failed trial therefore frees
     its slot by itself. Trials of dead workers are failed here by Optuna's heartbeat check
     (and queued again with the same parameters) before counting, at most every
-    ``DEAD_TRIAL_CHECK_SECONDS``.
+    ``DEAD_TRIAL_CHECK_SECONDS``. Restarted after its process died, it recounts from the
+    storage; only claims handed out in the last milliseconds, whose trials had not started
+    yet, are forgotten.
     """
 
     def __init__(self, budget: int, storage_url: str, study: str, tracking_uri: str):
@@ -108,7 +115,7 @@ class BudgetCounter:
         return "done", None
 
 
-@ray.remote(num_cpus=0, max_restarts=3)
+@ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS)
 class TrialTracker:
     """Writes the MLflow runs of one search's trials, for all its workers.
 
@@ -116,7 +123,9 @@ class TrialTracker:
     driver and this actor import it once). A worker asks for its trial's run when the trial
     starts without waiting for it (`start`), and waits for `finish` or `fail` before it
     tells Optuna how the trial ended: a trial that Optuna counts as finished always has its
-    complete run. Ray runs the calls of one worker in the order it sent them.
+    complete run. Ray runs the calls of one worker in the order it sent them. Restarted
+    after its process died, it goes on with the next call; a call under way then fails,
+    and so does its trial (sending it again could create a second run).
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
@@ -237,7 +246,7 @@ def teacher_outputs_task(records: dict, snapshot: float, arrays: dict, train, te
     return shared
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
 class SharedTeacherOutputs:
     """One search's teacher outputs: one copy per teacher snapshot, shared by all workers.
 
@@ -249,7 +258,8 @@ class SharedTeacherOutputs:
     them: with more snapshot choices than CPUs the first trials would then wait for passes
     of snapshots they do not use. On demand a trial waits for its own snapshot's pass only,
     and two workers asking for the same snapshot share one pass. A space that fixes the
-    snapshot starts its pass at once, so that it overlaps the workers' start-up.
+    snapshot starts its pass at once, so that it overlaps the workers' start-up. Restarted
+    after its process died, it starts the passes again as trials ask for them.
     """
 
     def __init__(self, records: dict, arrays: list, train, teachers, space: dict):

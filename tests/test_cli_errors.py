@@ -19,6 +19,7 @@ BAD_SPACES = {
     "unknown.yaml": "lamda3: 1.0\n",
     "empty.npz": "",
     "junk.db": "not a database\n",
+    "huge.yaml": "temperature: {type: float, low: 1.0, high: 1.0e200}\n",
 }
 
 # Each case: the arguments, and the words the error line must contain (the option or file).
@@ -97,6 +98,27 @@ CASES = {
         ["--method", "student", "--storage", "postgresql://127.0.0.1:1/x"],
         ["--storage", "cannot open"],
     ),
+    "learning rate beyond float32": (
+        ["--method", "ebkd", "--set", "lr=1e300"],
+        ["--set", "lr", "1e+300", "beyond 1e+30"],
+    ),
+    "temperature range beyond float32": (
+        ["--method", "ebkd", "--space", "huge.yaml"],
+        ["huge.yaml", "temperature", "high 1e+200"],
+    ),
+    "negative seed": (["--method", "student", "--seed", "-1"], ["--seed", "-1"]),
+    "seed beyond the generators' range": (
+        ["--method", "student", "--seed", str(2**32)],
+        ["--seed", "2147483647"],
+    ),
+    "Ray address where nothing answers": (
+        ["--method", "student", "--ray-address", "127.0.0.1:1"],
+        ["--ray-address", "nothing answers at 127.0.0.1:1"],
+    ),
+    "Ray address without a port": (
+        ["--method", "student", "--ray-address", "127.0.0.1:x"],
+        ["--ray-address", "HOST:PORT"],
+    ),
     "best before any search": (["best", "--method", "ebkd"], ["--tracking-uri", "mlflow.db"]),
     "best of an unknown method": (["best", "--method", "nosuch"], ["--method"]),
     "studies before any search": (["studies"], ["--storage", "optuna.db"]),
@@ -158,7 +180,8 @@ def test_help_and_argument_checks_import_nothing_heavy(tmp_path):
 
 
 def _make_unwritable(folder):
-    """Root ignores permission bits, so as root the folder is made immutable instead."""
+    """A folder or file that cannot be written: root ignores permission bits, so as root it
+    is made immutable instead."""
     if os.geteuid() != 0:
         folder.chmod(0o555)
         return lambda: folder.chmod(0o755)
@@ -219,3 +242,33 @@ def test_each_database_of_the_other_tool_is_refused_and_left_unchanged(
 
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_database_file_that_cannot_be_written_is_refused_and_left_unchanged(
+    tmp_path, monkeypatch, capsys
+):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    optuna.create_study(storage="sqlite:///optuna.db", study_name="kept")
+    capsys.readouterr()
+    before = (tmp_path / "optuna.db").read_bytes()
+    files = sorted(os.listdir(tmp_path))  # with the write-ahead log's files, when in use
+    restore = _make_unwritable(tmp_path / "optuna.db")
+    try:
+        code = main(["--method", "student", "--cache-dir", str(tmp_path / "cache")])
+        captured = capsys.readouterr()
+        assert sorted(os.listdir(tmp_path)) == files
+        # `studies` only reads: the same file is listed.
+        assert main(["studies"]) == 0
+        listed = capsys.readouterr().out
+    finally:
+        restore()
+    lines = captured.err.splitlines()
+    assert code == 2
+    assert lines == [
+        f"mmkd-search: error: --storage: {tmp_path / 'optuna.db'} is read-only; a search "
+        "writes to it"
+    ]
+    assert listed == "kept: no trials; no complete trial\n"
+    assert (tmp_path / "optuna.db").read_bytes() == before

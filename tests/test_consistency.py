@@ -175,3 +175,32 @@ def test_a_nonfinite_loss_prunes_its_trial_and_the_search_goes_on(ray_runtime, c
             assert "test_acc" not in trial.user_attrs
             assert "best_val_acc" not in run.data.metrics
             assert "test_acc" not in run.data.metrics
+
+
+def test_a_deleted_optuna_database_is_refused_rather_than_starting_the_study_again(
+    ray_runtime, cache_dir, workdir, capsys
+):
+    command = ["--method", "student", "--study", "kept", "--trials", "1", "--epochs", "1"]
+    command += ["--cache-dir", str(cache_dir)]
+    assert main(command) == 0
+    for name in ("optuna.db", "optuna.db-wal", "optuna.db-shm"):
+        (workdir / name).unlink(missing_ok=True)
+    capsys.readouterr()
+
+    assert main(command) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "holds trials of a study 'kept' that this Optuna storage does not have" in lines[0]
+    assert not (workdir / "optuna.db").exists()
+    assert len(_trial_runs(workdir, "kept")) == 1
+
+    # Another Optuna database that has a study of that name, not started by this tool.
+    optuna.create_study(storage="sqlite:///other.db", study_name="kept")
+    capsys.readouterr()
+    assert main([*command, "--storage", "sqlite:///other.db"]) == 2
+    assert "that this Optuna storage does not have" in capsys.readouterr().err
+    assert len(_trial_runs(workdir, "kept")) == 1
+
+    # A new name starts a new study beside the old one's runs.
+    assert main([*command[:2], "--study", "renewed", *command[4:]]) == 0
+    assert len(_trial_runs(workdir, "renewed")) == 1

@@ -141,3 +141,23 @@ def test_progress_prints_only_trials_that_end_during_this_run(capsys):
         "(trial",
         "2)",
     ]
+
+
+def test_progress_tells_a_failed_trial_from_a_lost_one(capsys):
+    from search.runner import Progress
+
+    study = optuna.create_study(direction="maximize")
+    progress = Progress(study, budget=2)
+
+    def raises(trial):
+        trial.set_user_attr("error", "ValueError: lr must be positive")
+        raise ValueError("lr must be positive")
+
+    study.optimize(raises, n_trials=1, catch=(ValueError,))
+    lost = study.ask()
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    progress.poll()
+    assert capsys.readouterr().out.splitlines() == [
+        "[  0/2] trial   0 FAIL     failed           best -; ValueError: lr must be positive",
+        "[  0/2] trial   1 FAIL     worker lost; retried best -",
+    ]

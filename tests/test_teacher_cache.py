@@ -8,7 +8,16 @@ from mmkd.teachers import load_teacher_record, save_teacher
 
 
 def _record():
-    return {"spec": {"modality": "sig", "epochs": 2}, "state": {"w": torch.arange(6.0)}}
+    return {
+        "spec": {"modality": "sig", "epochs": 2},
+        "state": {"w": torch.arange(6.0)},
+        "snapshots": {},
+        "best_val_acc": 0.5,
+        "best_epoch": 1,
+        "test_acc": 0.25,
+        "in_channels": 6,
+        "num_classes": 4,
+    }
 
 
 def test_a_saved_record_loads_back(tmp_path):
@@ -48,6 +57,23 @@ def test_a_record_with_pickled_code_is_refused_not_run(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
         assert load_teacher_record(path) is None
     assert len(caplog.records) == 1
+
+
+def test_a_readable_file_that_is_no_teacher_record_is_dropped_with_a_warning(tmp_path, caplog):
+    incomplete = {key: value for key, value in _record().items() if key != "snapshots"}
+    path = tmp_path / "t.pt"
+    for content, named in (
+        ({}, "best_epoch, best_val_acc"),
+        ([1, 2], "best_epoch"),
+        (incomplete, "no snapshots"),
+    ):
+        torch.save(content, path)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
+            assert load_teacher_record(path) is None
+        assert len(caplog.records) == 1
+        assert named in caplog.records[0].getMessage()
+        assert "is no teacher record" in caplog.records[0].getMessage()
 
 
 def test_a_missing_record_is_none_without_a_warning(tmp_path, caplog):

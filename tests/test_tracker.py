@@ -1,8 +1,11 @@
-"""The MLflow side of trials that do not finish: written by the tracker, found again after a
-kill, closed when a search is interrupted; and workers that never import mlflow."""
+"""The actors a search shares and the MLflow side of trials that do not finish: a failed
+trial's run written by the tracker, a dead worker's run found again, runs closed when a
+search is interrupted, actors restarted after their process died; and workers that never
+import mlflow."""
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -13,7 +16,7 @@ from mmkd.data import SplitSettings, load_dataset, split_dataset
 from search import tracking
 from search.runner import _fail_unfinished
 from search.space import load_space
-from search.study import fail_and_retry, open_study
+from search.study import FINISHED, fail_and_retry, open_study
 from search.workers import MAX_CONSECUTIVE_FAILURES, TrialContext, start_search
 
 DATASET = "synthetic:n=60,length=32,channels=3"
@@ -35,24 +38,24 @@ def _open(folder, name, space):
     return study, client, experiment_id, parent
 
 
-def test_a_trial_that_fails_before_training_ends_its_run_as_failed(ray_runtime, tmp_path):
-    # A key no configuration has: suggest passes it through, the configuration refuses it.
-    space = {**load_space("student", None, None, []), "not_a_key": {"value": 1}}
-    study, client, experiment_id, parent = _open(tmp_path, "bad-key", space)
+def _start(folder, name, space, budget, workers, epochs=2):
+    """A search of the Sig student on a small synthetic data set, as the runner starts one
+    once its data is ready; returns the study, the MLflow client and experiment, and the
+    running search."""
+    study, client, experiment_id, parent = _open(folder, name, space)
     dataset = load_dataset(DATASET)
-    split = split_dataset(dataset, SplitSettings(), 0)
     context = TrialContext(
         method="student",
         dataset=DATASET,
-        study="bad-key",
-        storage_url=f"sqlite:///{tmp_path}/optuna.db",
-        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        study=name,
+        storage_url=f"sqlite:///{folder}/optuna.db",
+        tracking_uri=f"sqlite:///{folder}/mlflow.db",
         experiment_id=experiment_id,
         parent_run_id=parent,
         space=space,
         teachers=(),
-        epochs=2,
-        patience=2,
+        epochs=epochs,
+        patience=epochs,
         pruner="none",
         seed=0,
         num_classes=dataset.num_classes,
@@ -65,14 +68,21 @@ def test_a_trial_that_fails_before_training_ends_its_run_as_failed(ray_runtime, 
     )
     search = start_search(
         context,
-        budget=5,
-        workers=1,
+        budget=budget,
+        workers=workers,
         cpus=1,
         arrays={"sig": dataset.X},
         labels=dataset.y,
-        split=split,
+        split=split_dataset(dataset, SplitSettings(), 0),
         teacher_records={},
     )
+    return study, client, experiment_id, search
+
+
+def test_a_trial_that_fails_before_training_ends_its_run_as_failed(ray_runtime, tmp_path):
+    # A key no configuration has: suggest passes it through, the configuration refuses it.
+    space = {**load_space("student", None, None, []), "not_a_key": {"value": 1}}
+    study, client, experiment_id, search = _start(tmp_path, "bad-key", space, 5, 1)
     with pytest.raises(ray_runtime.exceptions.RayTaskError) as raised:
         ray_runtime.get(search.tasks)
     search.stop()
@@ -95,6 +105,32 @@ def test_a_trial_that_fails_before_training_ends_its_run_as_failed(ray_runtime, 
         details = client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
         text = open(details).read()
         assert text.startswith("Traceback") and message in text
+
+
+def test_a_search_outlives_the_death_of_its_counter_and_tracker_processes(ray_runtime, tmp_path):
+    space = load_space("student", None, None, [])
+    study, client, experiment_id, search = _start(tmp_path, "actors", space, 8, 2, epochs=6)
+    deadline = time.monotonic() + 120
+    while not study.get_trials(states=FINISHED) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # Ray restarts an actor killed this way, as it does one whose process died.
+    ray_runtime.kill(search.counter, no_restart=False)
+    ray_runtime.kill(search.tracker, no_restart=False)
+
+    results = ray_runtime.get(search.tasks)
+    search.stop()
+
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 8
+    assert sum(result["ran"] for result in results) == 8
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    runs = {run.info.run_id: run for run in tracking.trial_runs(client, experiment_id, "actors")}
+    for trial in finished:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["state"] == trial.state.name
+        assert run.data.metrics["epochs_run"] == trial.user_attrs["epochs_run"]
 
 
 def test_a_dead_workers_run_is_found_by_its_tags_when_its_id_was_not_stored(tmp_path):
