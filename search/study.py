@@ -59,8 +59,9 @@ class RetryStaleTrial:
 
         client = MlflowClient(self.tracking_uri)
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id is None:
-            # A worker killed in its first epoch may not have stored its run's id yet.
+        if run_id is None or tracking.run_state(client, run_id) != "RUNNING":
+            # A worker killed in its first epoch may not have stored its run's id yet (a
+            # retried trial still carries the id of its predecessor's run).
             dataset = study.user_attrs.get("dataset", "")
             run = tracking.find_trial_run(
                 client, dataset, study.study_name, trial.number, "RUNNING"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,14 @@ def close_failed_run(
     if details:
         log_files(client, run_id, {"error.txt": details.encode()})
     client.set_terminated(run_id, status=status)
+
+
+def run_state(client: MlflowClient, run_id: str) -> str | None:
+    """A trial run's ``state`` tag; None when the run or the tag is missing."""
+    try:
+        return client.get_run(run_id).data.tags.get("state")
+    except MlflowException:
+        return None
 
 
 def find_trial_run(client: MlflowClient, dataset: str, study: str, number: int, state: str):

@@ -106,7 +106,12 @@ class BudgetCounter:
         }
         finished = sum(trial.state in FINISHED for trial in trials)
         running = sum(trial.state == TrialState.RUNNING for trial in trials)
+        waiting = any(trial.state == TrialState.WAITING for trial in trials)
         if finished + running + len(self.pending) < self.budget:
+            if waiting and self.pending:
+                # Optuna takes a waiting trial (a retry) with a read and then a write, so two
+                # workers starting at once could both run the same one: one at a time.
+                return "wait", None
             token = uuid.uuid4().hex
             self.pending[token] = now
             return "run", token

@@ -17,7 +17,12 @@ from search import tracking
 from search.runner import _fail_unfinished
 from search.space import load_space
 from search.study import FINISHED, fail_and_retry, open_study
-from search.workers import MAX_CONSECUTIVE_FAILURES, TrialContext, start_search
+from search.workers import (
+    MAX_CONSECUTIVE_FAILURES,
+    BudgetCounter,
+    TrialContext,
+    start_search,
+)
 
 DATASET = "synthetic:n=60,length=32,channels=3"
 
@@ -153,6 +158,40 @@ def test_a_dead_workers_run_is_found_by_its_tags_when_its_id_was_not_stored(tmp_
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].params == {"lr": trials[0].params["lr"]}
+
+    # The retry (trial 1) carries its predecessor's run id until its own run is known; its
+    # worker dies before that: its own run, trial 1's, is closed.
+    retry = study.ask()
+    retry.set_user_attr("mlflow_run_id", run_id)
+    fail_and_retry(study, study.get_trials()[1], f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_run(other).info.status == "FAILED"
+    assert client.get_run(run_id).data.tags["state"] == "FAIL"
+
+
+def test_claims_take_turns_while_retried_trials_wait(ray_runtime, tmp_path):
+    # Optuna takes a waiting trial with a read and then a write: two workers asking at the
+    # same moment could both run it, so the counter lets one claim through at a time.
+    study, *_ = _open(tmp_path, "turns", {"lr": {"value": 0.1}})
+    for _ in range(2):
+        study.enqueue_trial({})
+    counter = BudgetCounter.remote(
+        3, f"sqlite:///{tmp_path}/optuna.db", "turns", f"sqlite:///{tmp_path}/mlflow.db"
+    )
+    verdict, first = ray_runtime.get(counter.claim.remote())
+    assert verdict == "run"
+    assert ray_runtime.get(counter.claim.remote()) == ("wait", None)
+
+    trial = study.ask()  # the first claimant takes a waiting trial and tags it
+    trial.set_user_attr("claim", first)
+    verdict, second = ray_runtime.get(counter.claim.remote())
+    assert verdict == "run" and second != first
+    assert ray_runtime.get(counter.claim.remote()) == ("wait", None)
+
+    study.ask().set_user_attr("claim", second)
+    # No trial waits any more: the third slot is handed out at once, then the budget is used.
+    assert ray_runtime.get(counter.claim.remote())[0] == "run"
+    assert ray_runtime.get(counter.claim.remote()) == ("wait", None)
+    ray_runtime.kill(counter)
 
 
 def test_an_interrupted_search_closes_running_and_just_finished_runs(tmp_path):
