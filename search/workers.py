@@ -251,7 +251,7 @@ def teacher_outputs_task(records: dict, snapshot: float, arrays: dict, train, te
     return shared
 
 
-@ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
+@ray.remote(num_cpus=0)
 class SharedTeacherOutputs:
     """One search's teacher outputs: one copy per teacher snapshot, shared by all workers.
 
@@ -263,8 +263,10 @@ class SharedTeacherOutputs:
     them: with more snapshot choices than CPUs the first trials would then wait for passes
     of snapshots they do not use. On demand a trial waits for its own snapshot's pass only,
     and two workers asking for the same snapshot share one pass. A space that fixes the
-    snapshot starts its pass at once, so that it overlaps the workers' start-up. Restarted
-    after its process died, it starts the passes again as trials ask for them.
+    snapshot starts its pass at once, so that it overlaps the workers' start-up. It is not
+    restarted if its process dies (Ray cannot promise to rebuild an actor from arguments in
+    its object store, and warns at every start of one that asks for it): the search then
+    fails, and the same command resumes it.
     """
 
     def __init__(self, records: dict, arrays: list, train, teachers, space: dict):
