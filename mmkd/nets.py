@@ -8,7 +8,10 @@ GAF tokens) or by pooling, under one linear classifier.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import torch
 from torch import Tensor, nn
@@ -289,3 +292,15 @@ class Student(nn.Module):
         logits = self.classifier(torch.cat(head_parts, dim=1))
         head_weights = {name: self.image_head_weight(name) for name in image_maps}
         return StudentOutput(logits, sig_map, image_maps, features, attention, head_weights)
+
+
+def load_student(arguments: dict, checkpoint: str | os.PathLike) -> Student:
+    """The student a trial trained, ready to classify: built from ``arguments`` (what
+    ``mmkd-search best`` prints as ``student``) with the weights of ``checkpoint`` (a path,
+    or the ``file://`` URI that ``best`` prints), in eval mode."""
+    location = str(checkpoint)
+    if location.startswith("file:"):
+        location = url2pathname(urlparse(location).path)
+    student = Student(**arguments)
+    student.load_state_dict(torch.load(location, map_location="cpu", weights_only=True))
+    return student.eval()

@@ -185,11 +185,17 @@ def best_trial_run(client: MlflowClient, experiment_id: str, study: str):
 
 
 def best_summary(client: MlflowClient, run) -> dict:
-    """What `best` prints: trial number, scores, searched params, full config, checkpoint."""
+    """What `best` prints: trial number, scores, searched params, full config, checkpoint
+    and the student's constructor arguments (`mmkd.nets.load_student` takes both)."""
     tags = run.data.tags
+    files = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
     with tempfile.TemporaryDirectory() as folder:
         config_path = client.download_artifacts(run.info.run_id, "config.yaml", folder)
         config = yaml.safe_load(Path(config_path).read_text())
+        student = None  # runs of versions that did not record it
+        if "student.yaml" in files:
+            student_path = client.download_artifacts(run.info.run_id, "student.yaml", folder)
+            student = yaml.safe_load(Path(student_path).read_text())
     return {
         "method": tags.get("method"),
         "dataset": tags.get("dataset"),
@@ -200,5 +206,6 @@ def best_summary(client: MlflowClient, run) -> dict:
         "params": json.loads(tags.get("searched_params", "{}")),
         "config": config,
         "checkpoint": f"{run.info.artifact_uri}/checkpoint.pt",
+        "student": student,
         "mlflow_run_id": run.info.run_id,
     }

@@ -422,16 +422,18 @@ class TrialRunner:
         seed = ctx.seed + STUDENT_SEED_OFFSET + trial.number
         torch.manual_seed(seed)
         kind = method_class(ctx.method)
-        student = Student(
-            ctx.in_channels,
-            ctx.num_classes,
-            branches=config.branch_names,
-            depth=ctx.student_depth,
-            width=ctx.student_width,
-            image_depth=ctx.image_depth,
-            fusion=kind.fusion,
-            heads=config.heads,
-        )
+        # Recorded with the checkpoint, so that `mmkd.nets.load_student` rebuilds it.
+        student_arguments = {
+            "in_channels": ctx.in_channels,
+            "num_classes": ctx.num_classes,
+            "branches": list(config.branch_names),
+            "depth": ctx.student_depth,
+            "width": ctx.student_width,
+            "image_depth": ctx.image_depth,
+            "fusion": kind.fusion,
+            "heads": config.heads,
+        }
+        student = Student(**student_arguments)
         outputs = self.teacher_outputs(config.snapshot) if kind.uses_teachers else {}
         feature_dims = {"student": student.feature_dim}
         feature_dims.update({name: out.features.shape[1] for name, out in outputs.items()})
@@ -481,7 +483,7 @@ class TrialRunner:
         searched = {key: params[key] for key in trial.params}
         tags = {"state": state, "stop_reason": reason, "searched_params": json.dumps(searched)}
         history = [_epoch_values(report) for report in result.history]
-        files = self._artifacts(config, result.state)
+        files = self._artifacts(config, student_arguments, result.state)
         self._finish(run, params, history, summary, tags, files)
         return result.best_val_acc, state, reason
 
@@ -500,9 +502,10 @@ class TrialRunner:
                 "trial %d: its MLflow run was not closed: %s", trial.number, tracking_error
             )
 
-    def _artifacts(self, config, state: dict | None) -> dict[str, bytes]:
-        """The run's files: the trial's config (the keys its method uses) and, when a
-        checkpoint was validated, the student's best-validation state dict."""
+    def _artifacts(self, config, student_arguments: dict, state: dict | None) -> dict[str, bytes]:
+        """The run's files: the trial's config (the keys its method uses), the student's
+        constructor arguments and, when a checkpoint was validated, the student's
+        best-validation state dict."""
         import io
 
         import torch
@@ -512,7 +515,10 @@ class TrialRunner:
 
         used = set(allowed_keys(self.context.method)) | {"branches"}
         params = {k: v for k, v in config.as_params().items() if k in used}
-        files = {"config.yaml": yaml.safe_dump(params, sort_keys=True).encode()}
+        files = {
+            "config.yaml": yaml.safe_dump(params, sort_keys=True).encode(),
+            "student.yaml": yaml.safe_dump(student_arguments, sort_keys=True).encode(),
+        }
         if state is not None:
             buffer = io.BytesIO()
             torch.save(state, buffer)

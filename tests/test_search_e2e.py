@@ -158,3 +158,37 @@ def test_config_artifact_holds_only_the_methods_keys(finished_search, monkeypatc
         "heads",
         "branches",
     }
+
+
+def test_the_best_student_is_rebuilt_from_what_best_prints(
+    finished_search, cache_dir, monkeypatch, capsys
+):
+    import torch
+
+    from mmkd.data import SplitSettings, load_dataset, split_dataset
+    from mmkd.modalities import ModalitySettings, compute_modalities
+    from mmkd.nets import load_student
+    from mmkd.train import accuracy
+    from search.presets import PRESETS
+
+    monkeypatch.chdir(finished_search)
+    assert main(["best", "--method", "ebkd"]) == 0
+    best = yaml.safe_load(capsys.readouterr().out)
+    assert best["student"]["branches"] == best["config"]["branches"].split("+")
+    assert best["student"]["heads"] == best["config"]["heads"]
+    student = load_student(best["student"], best["checkpoint"])
+
+    # Its test accuracy, measured again here, is the one the trial recorded.
+    dataset = load_dataset("basicmotions")
+    split = split_dataset(dataset, SplitSettings(), 0)
+    settings = ModalitySettings(image_size=PRESETS["quick"].image_size)
+    arrays = compute_modalities(dataset.X, split.train, settings, cache_dir)
+    inputs = {name: torch.from_numpy(arrays[name]) for name in best["student"]["branches"]}
+    labels = torch.from_numpy(dataset.y).long()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the worker
+    try:
+        measured = accuracy(student, inputs, labels, torch.as_tensor(split.test))
+    finally:
+        torch.set_num_threads(threads)
+    assert measured == best["test_acc"]
