@@ -413,7 +413,7 @@ def run_search(request: SearchRequest) -> dict:
         )
         _print(
             f"study {request.study}: {finished} of {request.trials} trials done; "
-            f"{request.workers} workers x {cpus:g} CPU"
+            f"{request.workers} worker{'s' if request.workers > 1 else ''} x {cpus:g} CPU"
         )
         search = start_search(
             context,
@@ -441,6 +441,9 @@ def run_search(request: SearchRequest) -> dict:
             progress.poll()
         except BaseException:
             with _uninterrupted():
+                # Trials that ended since the last poll are printed before the clean-up.
+                with contextlib.suppress(Exception):
+                    progress.poll()
                 search.stop()
                 _fail_unfinished(study, client, experiment_id, context.search_id)
             raise

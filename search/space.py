@@ -82,6 +82,13 @@ def _read_yaml(path: Path) -> dict:
         raise SpaceError(f"{path}: not a text file (UTF-8 expected)") from None
     try:
         data = yaml.load(text, Loader=_Loader)
+    except yaml.constructor.ConstructorError as error:
+        # The safe loader meets a tag such as !!python/object: refused, never run.
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpaceError(
+            f"{path}: a YAML tag that is not plain data{where}: {error.problem}"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -94,7 +94,10 @@ def existing_database_problem(path: Path, expected_table: str) -> str | None:
     if not path.is_file() or path.stat().st_size == 0:
         return None
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # immutable: no locks and no -wal or -shm files beside a write-ahead-log database,
+        # which a refused command would otherwise leave behind.
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        connection = sqlite3.connect(uri, uri=True)
         try:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         finally:

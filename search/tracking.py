@@ -134,6 +134,16 @@ def run_state(client: MlflowClient, run_id: str) -> str | None:
         return None
 
 
+def find_search_trial_run(client: MlflowClient, experiment_id: str, search_id: str, number: int):
+    """The run of trial ``number`` that the search ``search_id`` started, or None."""
+    return _find_run(
+        client,
+        experiment_id,
+        f"tags.kind = 'trial' and tags.search_id = '{search_id}' "
+        f"and tags.trial_number = '{number}'",
+    )
+
+
 def find_trial_run(client: MlflowClient, dataset: str, study: str, number: int, state: str):
     """The run of trial ``number`` of ``study`` in ``dataset``'s experiment that is in
     ``state``, or None."""

@@ -120,7 +120,7 @@ class BudgetCounter:
         return "done", None
 
 
-@ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS)
+@ray.remote(num_cpus=0, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
 class TrialTracker:
     """Writes the MLflow runs of one search's trials, for all its workers.
 
@@ -129,8 +129,9 @@ class TrialTracker:
     starts without waiting for it (`start`), and waits for `finish` or `fail` before it
     tells Optuna how the trial ended: a trial that Optuna counts as finished always has its
     complete run. Ray runs the calls of one worker in the order it sent them. Restarted
-    after its process died, it goes on with the next call; a call under way then fails,
-    and so does its trial (sending it again could create a second run).
+    after its process died, it gets the calls under way again: a rebuilt tracker first
+    looks for what its predecessor may already have written, so that a trial never gets a
+    second run or a second copy of its metrics.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str):
@@ -139,11 +140,18 @@ class TrialTracker:
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
+        self.rebuilt = ray.get_runtime_context().was_current_actor_reconstructed
 
     def start(self, name: str, tags: dict) -> str:
         """A new run nested under the search's parent run; returns its id."""
         from search import tracking
 
+        if self.rebuilt:
+            run = tracking.find_search_trial_run(
+                self.client, self.experiment_id, tags["search_id"], tags["trial_number"]
+            )
+            if run is not None:
+                return run.info.run_id
         return tracking.start_child_run(
             self.client, self.experiment_id, self.parent_run_id, name, tags
         )
@@ -160,6 +168,8 @@ class TrialTracker:
         """Log a trial's params, metrics, final tags and files; end its run as FINISHED."""
         from search import tracking
 
+        if self.rebuilt and self.client.get_run(run_id).info.status == "FINISHED":
+            return
         tracking.log_trial_result(self.client, run_id, params, history, summary, tags)
         tracking.log_files(self.client, run_id, files)
         self.client.set_terminated(run_id, status="FINISHED")

@@ -92,3 +92,23 @@ def test_a_tracking_file_that_is_no_database_is_refused_before_any_study(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--tracking-uri" in error[0] and "not a database" in error[0]
     assert not (tmp_path / "optuna.db").exists()
+
+
+def test_probing_a_write_ahead_log_database_leaves_no_files(tmp_path, monkeypatch, capsys):
+    from search.sqlite import existing_database_problem
+
+    connection = sqlite3.connect(tmp_path / "optuna.db")
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("CREATE TABLE studies (study_id INTEGER)")
+    connection.commit()
+    connection.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.db"]
+
+    assert existing_database_problem(tmp_path / "optuna.db", "studies") is None
+    problem = existing_database_problem(tmp_path / "optuna.db", "experiments")
+    assert problem == "a database without a 'experiments' table (another tool's?)"
+    # A command refused after the probe leaves the folder as it was.
+    monkeypatch.chdir(tmp_path)
+    assert main(["--method", "ebkd", "--set", "lr=-1"]) == 2
+    assert "lr" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.db"]

@@ -21,6 +21,7 @@ from search.workers import (
     MAX_CONSECUTIVE_FAILURES,
     BudgetCounter,
     TrialContext,
+    TrialTracker,
     start_search,
 )
 
@@ -136,6 +137,31 @@ def test_a_search_outlives_the_death_of_its_counter_and_tracker_processes(ray_ru
         assert run.info.status == "FINISHED"
         assert run.data.tags["state"] == trial.state.name
         assert run.data.metrics["epochs_run"] == trial.user_attrs["epochs_run"]
+
+
+def test_a_rebuilt_tracker_writes_no_trial_twice(ray_runtime, tmp_path):
+    # What a worker sends again after the tracker's process died: the same start, the same
+    # finish. The run and its metrics must exist once.
+    study, client, experiment_id, parent = _open(tmp_path, "twice", {"lr": {"value": 0.1}})
+    tracker = TrialTracker.remote(f"sqlite:///{tmp_path}/mlflow.db", experiment_id, parent)
+    tags = {"kind": "trial", "study": "twice", "trial_number": 0, "search_id": "s"}
+    tags["state"] = "RUNNING"
+    run_id = ray_runtime.get(tracker.start.remote("trial-0", tags))
+    history = [(1, {"val_acc": 0.5}), (2, {"val_acc": 0.75})]
+    record = ({"lr": 0.1}, history, {"best_val_acc": 0.75}, {"state": "COMPLETE"})
+    files = {"config.yaml": b"lr: 0.1\n"}
+    ray_runtime.get(tracker.finish.remote(run_id, *record, files))
+
+    ray_runtime.kill(tracker, no_restart=False)
+    assert ray_runtime.get(tracker.start.remote("trial-0", tags)) == run_id
+    ray_runtime.get(tracker.finish.remote(run_id, *record, files))
+
+    assert [m.value for m in client.get_metric_history(run_id, "val_acc")] == [0.5, 0.75]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(tracking.trial_runs(client, experiment_id, "twice")) == 1
+    other = ray_runtime.get(tracker.start.remote("trial-1", {**tags, "trial_number": 1}))
+    assert other != run_id
+    ray_runtime.kill(tracker)
 
 
 def test_a_dead_workers_run_is_found_by_its_tags_when_its_id_was_not_stored(tmp_path):
