@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mmkd.config import TrialConfig
-from mmkd.data import Split
+from mmkd.data import DataError, Split
 from mmkd.nets import build_teacher
 from mmkd.train import fit
 
@@ -153,11 +153,14 @@ RECORD_KEYS = frozenset(
 )
 
 
-def load_teacher_record(path: Path) -> dict | None:
-    """The cached record, or None when it is missing, unreadable or not a teacher record
-    (then it is retrained)."""
+def load_teacher_record(path: Path, spec: TeacherSpec | None = None) -> dict | None:
+    """The cached record, or None when it is missing, unreadable, not a teacher record or
+    (given ``spec``) the record of another teacher (then it is retrained). A folder at
+    ``path`` is refused with a `DataError` (a file could not be written there)."""
     if not path.exists():
         return None
+    if path.is_dir():
+        raise DataError(f"{path}: a folder stands where this teacher's cache file belongs")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: retrain rather than fail
@@ -170,6 +173,9 @@ def load_teacher_record(path: Path) -> dict | None:
             path,
             ", ".join(sorted(missing)),
         )
+        return None
+    if spec is not None and record["spec"] != asdict(spec):
+        logger.warning("teacher cache %s holds another teacher; training it again", path)
         return None
     return record
 

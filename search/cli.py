@@ -256,7 +256,13 @@ def _check_heads(space: dict, preset) -> None:
     if entry is None:
         return
     width = 64 * preset.student_width
-    for heads in [entry["value"]] if "value" in entry else entry.get("choices", []):
+    if "value" in entry:
+        candidates = [entry["value"]]
+    elif "choices" in entry:
+        candidates = entry["choices"]
+    else:
+        candidates = range(entry["low"], entry["high"] + 1, entry.get("step", 1))
+    for heads in candidates:
         if width % heads:
             raise UsageError(
                 f"heads: {heads} does not divide the student's feature width {width}; "
@@ -270,10 +276,10 @@ def _check_url(option: str, url: str, writable: bool = True) -> None:
     if "://" not in url:
         raise UsageError(f"{option}: {url!r} is not a URL; e.g. sqlite:///optuna.db")
     path = sqlite_file(url)
+    if url.startswith("sqlite:") and (path is None or str(path) in (":memory:", "", ".")):
+        raise UsageError(f"{option}: {url!r} is no file that workers can share; name a file")
     if path is None:
         return
-    if str(path) in (":memory:", ""):
-        raise UsageError(f"{option}: {url!r} is no file that workers can share; name a file")
     folder = (path.parent if path.is_absolute() else Path.cwd() / path.parent).resolve()
     if not folder.is_dir():
         raise UsageError(f"{option}: folder {folder} does not exist")
@@ -310,10 +316,10 @@ def _check_ray_address(address: str) -> None:
     connection attempts would otherwise retry for minutes. ``auto`` is left to Ray."""
     import socket
 
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host:
+    if address == "auto":
         return
-    if not port.isdigit():
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
         raise UsageError(f"--ray-address: {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
     try:
         socket.create_connection((host, int(port)), timeout=RAY_CONNECT_SECONDS).close()
@@ -351,6 +357,9 @@ def _search(argv: list[str]) -> int:
         _check_ray_address(args.ray_address)
     if not os.access(Path.cwd(), os.W_OK):
         raise UsageError(f"the working folder {Path.cwd()} is not writable; run from another")
+    artifacts = Path.cwd() / "mlruns"
+    if artifacts.exists() and not (artifacts.is_dir() and os.access(artifacts, os.W_OK)):
+        raise UsageError(f"{artifacts} (MLflow's artifacts) is not a writable folder")
     preset = PRESETS[args.preset]
     try:
         space = load_space(args.method, args.space, preset.fixed, args.set)

@@ -218,7 +218,7 @@ def _prepare_teachers(
 
     records, pending = {}, {}
     for modality, spec in specs.items():
-        record = load_teacher_record(teacher_path(request.cache_dir, spec))
+        record = load_teacher_record(teacher_path(request.cache_dir, spec), spec)
         if record is not None:
             records[modality] = record
             continue
@@ -304,6 +304,10 @@ def run_search(request: SearchRequest) -> dict:
     if not request.storage_url.startswith("sqlite:"):
         with _opening("--storage", request.storage_url):
             make_storage(request.storage_url)
+    if request.ray_address:
+        # Joining a cluster fails fast; it is done before any database is created.
+        with _opening("--ray-address", request.ray_address):
+            _start_ray(request.ray_address)
     settings = ModalitySettings(image_size=image_size)
     uses_teachers = method_class(request.method).uses_teachers
     modalities = _views_needed(request, uses_teachers)
@@ -347,6 +351,7 @@ def run_search(request: SearchRequest) -> dict:
             request.tracking_uri,
             recorded_uuid,
         )
+    _check_tracking_holds(study, client, experiment_id, parent)
     parent_params = {**identity, "space": study.user_attrs["space"], "pruner": request.pruner}
     parent_tags = {**provenance(data_hash), "study_uuid": study.user_attrs["study_uuid"]}
     parent_run_id = tracking.open_parent_run(
@@ -359,9 +364,10 @@ def run_search(request: SearchRequest) -> dict:
         client.set_terminated(parent_run_id, status="FINISHED")
         return summarise(study, time.perf_counter() - started)
 
-    started_ray = _start_ray(request.ray_address)
+    started_ray = False
     outcome = "FINISHED"
     try:
+        started_ray = _start_ray(request.ray_address)
         split_key = f"{request.seed}:{request.split.key()}"
         specs = _teacher_specs(request, data_hash, split_key, settings.key())
         labels = dataset.y
@@ -460,6 +466,35 @@ def run_search(request: SearchRequest) -> dict:
                 ray.shutdown()
 
     return summarise(study, time.perf_counter() - started)
+
+
+def _check_tracking_holds(study, client, experiment_id: str, parent) -> None:
+    """Refuse a study whose trials the MLflow store does not hold: the store was deleted or
+    replaced (no search of that name, yet trials), or the Optuna database is an older copy
+    (the store has runs of trial numbers the study does not have yet). Going on would leave
+    trials without runs, or two runs for one trial number."""
+    from search import tracking
+    from search.study import StudyMismatch
+
+    trials = study.get_trials(deepcopy=False)
+    if parent is None:
+        if trials:
+            raise StudyMismatch(
+                f"study {study.study_name!r} has {len(trials)} trials but the MLflow store "
+                "has no search of that name (was its database deleted or replaced?); point "
+                "--tracking-uri at the store that holds it, or pass --study NEW_NAME"
+            )
+        return
+    numbers = [
+        int(run.data.tags["trial_number"])
+        for run in tracking.trial_runs(client, experiment_id, study.study_name)
+    ]
+    if numbers and max(numbers) >= len(trials):
+        raise StudyMismatch(
+            f"the MLflow store holds trial {max(numbers)} of study {study.study_name!r}, "
+            f"which this Optuna storage does not have ({len(trials)} trials: an older copy "
+            "of its database?); point --storage at the current one, or pass --study NEW_NAME"
+        )
 
 
 def _fail_unfinished(study, client, experiment_id: str, search_id: str) -> None:

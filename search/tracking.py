@@ -121,9 +121,12 @@ def close_failed_run(
     """End a trial's run that did not finish: state FAIL, the error, ``details`` (e.g. the
     traceback) as ``error.txt``, and ``status`` (FAILED, or KILLED when stopped by the user)."""
     client.log_batch(run_id, tags=[RunTag("state", "FAIL"), RunTag("error", error[:500])])
-    if details:
-        log_files(client, run_id, {"error.txt": details.encode()})
-    client.set_terminated(run_id, status=status)
+    try:
+        if details:
+            log_files(client, run_id, {"error.txt": details.encode()})
+    finally:
+        # Ended even when the artifact store refuses the file (e.g. the same error again).
+        client.set_terminated(run_id, status=status)
 
 
 def run_state(client: MlflowClient, run_id: str) -> str | None:

@@ -20,6 +20,7 @@ BAD_SPACES = {
     "empty.npz": "",
     "junk.db": "not a database\n",
     "huge.yaml": "temperature: {type: float, low: 1.0, high: 1.0e200}\n",
+    "heads.yaml": "heads: {type: int, low: 3, high: 4}\n",
 }
 
 # Each case: the arguments, and the words the error line must contain (the option or file).
@@ -105,6 +106,22 @@ CASES = {
     "temperature range beyond float32": (
         ["--method", "ebkd", "--space", "huge.yaml"],
         ["huge.yaml", "temperature", "high 1e+200"],
+    ),
+    "storage sqlite URL without a file": (
+        ["--method", "student", "--storage", "sqlite:///"],
+        ["--storage", "no file"],
+    ),
+    "tracking sqlite URL in memory": (
+        ["--method", "student", "--tracking-uri", "sqlite://"],
+        ["--tracking-uri", "no file"],
+    ),
+    "a range of heads with one that does not divide the width": (
+        ["--method", "ebkd", "--space", "heads.yaml"],
+        ["heads: 3", "64"],
+    ),
+    "Ray address without a port, by name": (
+        ["--method", "student", "--ray-address", "localhost"],
+        ["--ray-address", "HOST:PORT"],
     ),
     "negative seed": (["--method", "student", "--seed", "-1"], ["--seed", "-1"]),
     "seed beyond the generators' range": (
@@ -272,3 +289,13 @@ def test_a_database_file_that_cannot_be_written_is_refused_and_left_unchanged(
     ]
     assert listed == "kept: no trials; no complete trial\n"
     assert (tmp_path / "optuna.db").read_bytes() == before
+
+
+def test_an_artifact_folder_that_is_a_file_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlruns").write_text("not a folder\n")
+    assert main(["--method", "student", "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"mmkd-search: error: {tmp_path / 'mlruns'} (MLflow's artifacts) is not a writable folder"
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["mlruns"]

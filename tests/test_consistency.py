@@ -1,5 +1,8 @@
 """Nothing lost, nothing stuck: Optuna and MLflow agree trial by trial after real searches."""
 
+import subprocess
+import sys
+
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -204,3 +207,41 @@ def test_a_deleted_optuna_database_is_refused_rather_than_starting_the_study_aga
     # A new name starts a new study beside the old one's runs.
     assert main([*command[:2], "--study", "renewed", *command[4:]]) == 0
     assert len(_trial_runs(workdir, "renewed")) == 1
+
+
+def test_a_lost_mlflow_store_or_an_older_optuna_copy_is_refused(
+    ray_runtime, cache_dir, workdir, capsys
+):
+    import shutil
+
+    command = ["--method", "student", "--study", "pair", "--epochs", "1"]
+    command += ["--cache-dir", str(cache_dir)]
+    assert main([*command, "--trials", "1"]) == 0
+    (workdir / "backup").mkdir()
+    for name in ("optuna.db", "optuna.db-wal", "optuna.db-shm"):
+        if (workdir / name).exists():
+            shutil.copy(workdir / name, workdir / "backup" / name)
+    assert main([*command, "--trials", "2"]) == 0
+
+    # The Optuna database put back as it was after the first trial.
+    for name in ("optuna.db", "optuna.db-wal", "optuna.db-shm"):
+        (workdir / name).unlink(missing_ok=True)
+        if (workdir / "backup" / name).exists():
+            shutil.copy(workdir / "backup" / name, workdir / name)
+    capsys.readouterr()
+    assert main([*command, "--trials", "3"]) == 2
+    assert "the MLflow store holds trial 1 of study 'pair'" in capsys.readouterr().err
+    assert len(_trial_runs(workdir, "pair")) == 2
+
+    # The MLflow store gone while the Optuna database holds the study's trials. In a new
+    # process: this one keeps MLflow's store of the deleted file open.
+    for name in ("mlflow.db", "mlflow.db-wal", "mlflow.db-shm"):
+        (workdir / name).unlink(missing_ok=True)
+    shutil.rmtree(workdir / "mlruns")
+    code = "import sys; from search.cli import main; sys.exit(main(sys.argv[1:]))"
+    rerun = subprocess.run(
+        [sys.executable, "-c", code, *command, "--trials", "3"], capture_output=True, text=True
+    )
+    assert rerun.returncode == 2, rerun.stderr
+    error = rerun.stderr.splitlines()[-1]
+    assert "study 'pair' has 1 trials but the MLflow store has no search of that name" in error

@@ -1,7 +1,9 @@
 """Cached teachers that cannot be read are trained again, with a warning, never trusted."""
 
+import dataclasses
 import logging
 
+import pytest
 import torch
 
 from mmkd.teachers import load_teacher_record, save_teacher
@@ -80,3 +82,26 @@ def test_a_missing_record_is_none_without_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
         assert load_teacher_record(tmp_path / "absent.pt") is None
     assert caplog.records == []
+
+
+def test_another_teachers_record_is_dropped_and_a_folder_refused(tmp_path, caplog):
+    from mmkd.data import DataError
+    from mmkd.teachers import TeacherSpec
+
+    spec = TeacherSpec("sig", "basicmotions", "0:stratified", 16, 1, 2, 0, "32")
+    record = {**_record(), "spec": dataclasses.asdict(spec)}
+    path = tmp_path / "t.pt"
+    save_teacher(record, path)
+    assert load_teacher_record(path, spec)["spec"] == dataclasses.asdict(spec)
+
+    other = dataclasses.replace(spec, modality="gaf")
+    with caplog.at_level(logging.WARNING, logger="mmkd.teachers"):
+        assert load_teacher_record(path, other) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"teacher cache {path} holds another teacher; training it again"
+    ]
+
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    with pytest.raises(DataError, match="a folder stands where this teacher's cache file"):
+        load_teacher_record(folder, spec)

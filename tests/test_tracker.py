@@ -273,3 +273,19 @@ def test_the_modules_a_worker_imports_do_not_import_mlflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_failed_run_is_ended_even_when_its_error_file_cannot_be_stored(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (tmp_path / "not-a-folder").write_text("a file\n")
+    experiment = client.create_experiment(
+        "blocked", artifact_location=(tmp_path / "not-a-folder" / "artifacts").as_uri()
+    )
+    run_id = client.create_run(experiment).info.run_id
+
+    with pytest.raises(OSError):
+        tracking.close_failed_run(client, run_id, "ValueError: bad", details="Traceback ...")
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert (run.data.tags["state"], run.data.tags["error"]) == ("FAIL", "ValueError: bad")
