@@ -3,6 +3,7 @@ trial's run written by the tracker, a dead worker's run found again, runs closed
 search is interrupted, actors restarted after their process died; and workers that never
 import mlflow."""
 
+import os
 import subprocess
 import sys
 import time
@@ -152,7 +153,11 @@ def test_a_rebuilt_tracker_writes_no_trial_twice(ray_runtime, tmp_path):
     files = {"config.yaml": b"lr: 0.1\n"}
     ray_runtime.get(tracker.finish.remote(run_id, *record, files))
 
+    pid = ray_runtime.get(tracker.__ray_call__.remote(lambda _: os.getpid()))
     ray_runtime.kill(tracker, no_restart=False)
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.1)  # ray.kill returns at once; the next calls must reach the new one
     assert ray_runtime.get(tracker.start.remote("trial-0", tags)) == run_id
     ray_runtime.get(tracker.finish.remote(run_id, *record, files))
 
