@@ -94,9 +94,11 @@ def existing_database_problem(path: Path, expected_table: str) -> str | None:
     if not path.is_file() or path.stat().st_size == 0:
         return None
     try:
-        # immutable: no locks and no -wal or -shm files beside a write-ahead-log database,
-        # which a refused command would otherwise leave behind.
-        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        # Without a -wal file the main file holds everything, and reading it as immutable
+        # creates no -wal or -shm files that a refused command would leave behind; with one,
+        # another connection may hold tables there, and those files exist already.
+        immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+        uri = f"{path.resolve().as_uri()}?mode=ro{immutable}"
         connection = sqlite3.connect(uri, uri=True)
         try:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
