@@ -148,8 +148,16 @@ def save_teacher(record: dict, path: Path) -> None:
 
 # What `train_teacher` records; a cached file without all of it is not a teacher record.
 RECORD_KEYS = frozenset(
-    ("spec", "state", "snapshots", "best_val_acc", "best_epoch", "test_acc", "in_channels")
-    + ("num_classes",)
+    {
+        "spec",
+        "state",
+        "snapshots",
+        "best_val_acc",
+        "best_epoch",
+        "test_acc",
+        "in_channels",
+        "num_classes",
+    }
 )
 
 

@@ -276,7 +276,7 @@ def _check_url(option: str, url: str, writable: bool = True) -> None:
     if "://" not in url:
         raise UsageError(f"{option}: {url!r} is not a URL; e.g. sqlite:///optuna.db")
     path = sqlite_file(url)
-    if url.startswith("sqlite:") and (path is None or str(path) in (":memory:", "", ".")):
+    if url.startswith("sqlite:") and (path is None or str(path) in (":memory:", ".")):
         raise UsageError(f"{option}: {url!r} is no file that workers can share; name a file")
     if path is None:
         return

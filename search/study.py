@@ -57,21 +57,21 @@ class RetryStaleTrial:
 
         from search import tracking
 
+        # Found by its tags, not by ``mlflow_run_id``: a worker killed in its first epoch
+        # may not have stored it yet, and a retried trial carries its predecessor's.
         client = MlflowClient(self.tracking_uri)
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id is None or tracking.run_state(client, run_id) != "RUNNING":
-            # A worker killed in its first epoch may not have stored its run's id yet (a
-            # retried trial still carries the id of its predecessor's run).
-            dataset = study.user_attrs.get("dataset", "")
-            run = tracking.find_trial_run(
-                client, dataset, study.study_name, trial.number, "RUNNING"
-            )
-            if run is None:
-                return
-            run_id = run.info.run_id
-        tracking.close_failed_run(
-            client, run_id, "its worker stopped sending heartbeats (killed?)"
+        experiment = client.get_experiment_by_name(
+            tracking.experiment_name(study.user_attrs.get("dataset", ""))
         )
+        if experiment is None:
+            return
+        run = tracking.find_trial_run(
+            client, experiment.experiment_id, study.study_name, trial.number, "RUNNING"
+        )
+        if run is not None:
+            tracking.close_failed_run(
+                client, run.info.run_id, "its worker stopped sending heartbeats (killed?)"
+            )
 
 
 def fail_and_retry(study: optuna.Study, trial, tracking_uri: str | None) -> None:

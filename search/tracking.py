@@ -18,7 +18,6 @@ from pathlib import Path
 
 import yaml
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
@@ -129,36 +128,18 @@ def close_failed_run(
         client.set_terminated(run_id, status=status)
 
 
-def run_state(client: MlflowClient, run_id: str) -> str | None:
-    """A trial run's ``state`` tag; None when the run or the tag is missing."""
-    try:
-        return client.get_run(run_id).data.tags.get("state")
-    except MlflowException:
-        return None
+def find_trial_run(
+    client: MlflowClient, experiment_id: str, study: str, number: int, state: str | None = None
+):
+    """The run of trial ``number`` of ``study`` (optionally only in ``state``), or None.
 
-
-def find_search_trial_run(client: MlflowClient, experiment_id: str, search_id: str, number: int):
-    """The run of trial ``number`` that the search ``search_id`` started, or None."""
-    return _find_run(
-        client,
-        experiment_id,
-        f"tags.kind = 'trial' and tags.search_id = '{search_id}' "
-        f"and tags.trial_number = '{number}'",
-    )
-
-
-def find_trial_run(client: MlflowClient, dataset: str, study: str, number: int, state: str):
-    """The run of trial ``number`` of ``study`` in ``dataset``'s experiment that is in
-    ``state``, or None."""
-    experiment = client.get_experiment_by_name(experiment_name(dataset))
-    if experiment is None:
-        return None
-    return _find_run(
-        client,
-        experiment.experiment_id,
-        f"tags.kind = 'trial' and tags.study = '{study}' and tags.trial_number = '{number}' "
-        f"and tags.state = '{state}'",
-    )
+    A trial number names one trial of a study, and a trial has one run.
+    """
+    filter_string = f"tags.kind = 'trial' and tags.study = '{study}' "
+    filter_string += f"and tags.trial_number = '{number}'"
+    if state:
+        filter_string += f" and tags.state = '{state}'"
+    return _find_run(client, experiment_id, filter_string)
 
 
 def search_runs_of(client: MlflowClient, experiment_id: str):

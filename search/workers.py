@@ -147,8 +147,8 @@ class TrialTracker:
         from search import tracking
 
         if self.rebuilt:
-            run = tracking.find_search_trial_run(
-                self.client, self.experiment_id, tags["search_id"], tags["trial_number"]
+            run = tracking.find_trial_run(
+                self.client, self.experiment_id, tags["study"], tags["trial_number"]
             )
             if run is not None:
                 return run.info.run_id
