@@ -507,16 +507,23 @@ def _fail_unfinished(study, client, experiment_id: str, search_id: str) -> None:
     within milliseconds of asking). A run that its tracker finished just before the worker
     could tell Optuna is closed as killed too, so that both sides agree.
     """
-    from optuna.trial import TrialState
+    from optuna.trial import Trial, TrialState
 
     from search import tracking
 
     runs = set()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get("search_id") == search_id or "worker_pid" not in attrs:
-            study.tell(trial.number, state=TrialState.FAIL)
-            runs.add(attrs.get("mlflow_run_id"))
+        if attrs.get("search_id") != search_id and "worker_pid" in attrs:
+            continue
+        run_id = attrs.get("mlflow_run_id")
+        if run_id is None:  # its worker was stopped before it stored the id
+            run = tracking.find_trial_run(client, experiment_id, study.study_name, trial.number)
+            if run is not None:
+                run_id = run.info.run_id
+                Trial(study, trial._trial_id).set_user_attr("mlflow_run_id", run_id)
+        study.tell(trial.number, state=TrialState.FAIL)
+        runs.add(run_id)
     for run in tracking.trial_runs(client, experiment_id, study.study_name, state="RUNNING"):
         if run.data.tags.get("search_id") == search_id:
             runs.add(run.info.run_id)

@@ -58,7 +58,9 @@ class RetryStaleTrial:
         from search import tracking
 
         # Found by its tags, not by ``mlflow_run_id``: a worker killed in its first epoch
-        # may not have stored it yet, and a retried trial carries its predecessor's.
+        # may not have stored it yet, and a retried trial carries its predecessor's. In any
+        # state: a worker killed after its run was finished but before it told Optuna
+        # leaves a FINISHED run of a trial that is now FAIL.
         client = MlflowClient(self.tracking_uri)
         experiment = client.get_experiment_by_name(
             tracking.experiment_name(study.user_attrs.get("dataset", ""))
@@ -66,7 +68,7 @@ class RetryStaleTrial:
         if experiment is None:
             return
         run = tracking.find_trial_run(
-            client, experiment.experiment_id, study.study_name, trial.number, "RUNNING"
+            client, experiment.experiment_id, study.study_name, trial.number
         )
         if run is not None:
             tracking.close_failed_run(

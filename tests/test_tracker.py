@@ -198,6 +198,17 @@ def test_a_dead_workers_run_is_found_by_its_tags_when_its_id_was_not_stored(tmp_
     assert client.get_run(other).info.status == "FAILED"
     assert client.get_run(run_id).data.tags["state"] == "FAIL"
 
+    # A worker killed after the tracker finished its run, before it told Optuna.
+    late = study.ask()
+    late_run = tracking.start_child_run(
+        client, experiment_id, parent, "trial-3", {**tags, "trial_number": late.number}
+    )
+    client.set_tag(late_run, "state", "COMPLETE")
+    client.set_terminated(late_run, status="FINISHED")
+    fail_and_retry(study, study.get_trials()[late.number], f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(late_run)
+    assert (run.info.status, run.data.tags["state"]) == ("FAILED", "FAIL")
+
 
 def test_claims_take_turns_while_retried_trials_wait(ray_runtime, tmp_path):
     # Optuna takes a waiting trial with a read and then a write: two workers asking at the
@@ -236,7 +247,8 @@ def test_an_interrupted_search_closes_running_and_just_finished_runs(tmp_path):
         )
         trial.set_user_attr("search_id", search_id)
         trial.set_user_attr("worker_pid", 1)
-        trial.set_user_attr("mlflow_run_id", run_id)
+        if number != 0:  # trial 0's worker was stopped before it stored its run's id
+            trial.set_user_attr("mlflow_run_id", run_id)
         runs.append(run_id)
     # Trial 1's run was finished by the tracker; its worker was stopped before telling Optuna.
     client.set_tag(runs[1], "state", "COMPLETE")
@@ -254,6 +266,7 @@ def test_an_interrupted_search_closes_running_and_just_finished_runs(tmp_path):
         assert (run.info.status, run.data.tags["state"]) == ("KILLED", "FAIL")
         assert run.data.tags["error"] == "search interrupted"
     assert client.get_run(runs[2]).info.status == "RUNNING"
+    assert study.get_trials()[0].user_attrs["mlflow_run_id"] == runs[0]
 
 
 def test_the_modules_a_worker_imports_do_not_import_mlflow():
